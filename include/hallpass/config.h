@@ -1,0 +1,69 @@
+// The `server:` section of rules.yaml: YAML -> a validated ServerConfig. Every key is a row of one
+// table (name, type, default, bounds) in config.cpp; an unknown key is an error with
+// file:line:col and a did-you-mean. Runs at start-up and on reload, never on an event loop.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hallpass/error.h"
+
+namespace hallpass {
+
+struct ServerConfig {
+    std::vector<std::string> listen = {"0.0.0.0:12345"};  // ADDR:PORT, [v6]:PORT
+    int threads = 0;                                      // worker threads; 0 = number of cores
+
+    // Timeouts (milliseconds).
+    int head_timeout_ms = 10'000;          // whole request head, from its first byte
+    int idle_timeout_ms = 60'000;          // keep-alive client waiting for its next request
+    int connect_timeout_ms = 10'000;       // upstream TCP connect, per address
+    int response_timeout_ms = 60'000;      // upstream silent (no response bytes) this long
+    int tunnel_idle_timeout_ms = 600'000;  // CONNECT tunnel with no traffic either way
+    int dns_timeout_ms = 5'000;            // one DNS query (evdns retries within it)
+    int shutdown_grace_ms = 10'000;        // SIGTERM: in-flight exchanges may finish this long
+
+    // Limits.
+    size_t max_request_line = 8'192;   // bytes -> 414
+    size_t max_header_bytes = 65'536;  // whole head -> 431
+    size_t max_headers = 100;          // header fields -> 431
+    int max_connections = 10'000;      // client connections, all workers -> 503
+    size_t buffer_bytes = 256 * 1024;  // per direction before reading pauses (backpressure)
+
+    // Upstream keep-alive pool (per worker).
+    size_t pool_per_host = 8;    // idle connections kept per host:port
+    size_t pool_max_idle = 256;  // idle connections kept in all
+    int pool_idle_timeout_ms = 30'000;
+
+    std::vector<uint16_t> connect_ports = {443};  // CONNECT allowed to these ports only
+
+    // DNS.
+    std::string hosts_file = "/etc/hosts";  // "" = none
+    std::vector<std::string> nameservers;   // empty = those of /etc/resolv.conf
+    int dns_cache_max_ttl_s = 300;          // cap on cached TTLs
+    size_t dns_cache_entries = 4096;        // per worker
+};
+
+// A listen address: "0.0.0.0:12345", "127.0.0.1:0" (any free port), "[::1]:12345".
+struct ListenAddress {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+};
+Result<ListenAddress> parse_listen_address(std::string_view text);
+
+// "ip" or "ip:port" (IPv6: "[ip]:port") as formatted for logs: inet_ntop plus port.
+std::string format_address(const sockaddr* addr);
+
+// Reads the `server:` section of `path` (and checks the file's top-level keys). A missing file is
+// an error; a file without `server:` gives the defaults. Errors carry file:line:col.
+Result<ServerConfig> load_server_config(const std::string& path);
+
+// Same, from YAML text; `name` is used in error messages.
+Result<ServerConfig> parse_server_config(const std::string& yaml_text, const std::string& name);
+
+}  // namespace hallpass

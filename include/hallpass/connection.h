@@ -1,0 +1,164 @@
+// One client connection and everything it drives: read a request head, decide, resolve, connect
+// (or reuse a pooled upstream), exchange (head and bodies both ways, framing-aware), then keep the
+// client alive for its next request — to any host — or tunnel bytes after CONNECT. Owned by its
+// worker; only that worker's thread touches it; finish() is the one place that ends it, and the
+// worker frees it on a later loop turn.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hallpass/http_chunked.h"
+#include "hallpass/http_parser.h"
+#include "hallpass/relay.h"
+#include "hallpass/uri.h"
+
+struct bufferevent;
+struct event;
+struct evbuffer;
+
+namespace hallpass {
+
+class Worker;
+struct DnsAnswer;
+
+class Connection final : public Relay::Owner {
+  public:
+    enum class State {
+        ReadingHead,  // waiting for (the rest of) a request head; keep-alive idle too
+        Resolving,    // DNS query for the upstream host in flight
+        Connecting,   // TCP connect to one of the upstream's addresses in flight
+        Exchanging,   // request sent or being sent upstream; response being relayed
+        Tunneling,    // CONNECT established: blind relay both ways
+        Closing,      // last bytes being flushed to the client, then a short lingering read
+        Finished,     // done; waiting for the worker to free it
+    };
+
+    // Takes ownership of the accepted socket `fd`.
+    Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Starts reading. May finish() before returning (then the worker reaps it).
+    void start();
+    // Server shutdown: close now if idle between requests; otherwise finish the current exchange
+    // and then close instead of keeping the connection alive.
+    void begin_drain();
+    // Ends the connection now (shutdown grace expired).
+    void abort(const char* reason) { finish(reason); }
+
+    bool finished() const { return state_ == State::Finished; }
+    uint64_t id() const { return id_; }
+    State state() const { return state_; }
+
+    // libevent trampolines (public for the C callbacks in connection.cpp).
+    void on_client_read();
+    void on_client_write();
+    void on_client_event(short what);
+    void on_upstream_read();
+    void on_upstream_write();
+    void on_upstream_event(short what);
+    void on_timer();
+
+  private:
+    void set_state(State next);
+    void finish(const char* reason);
+    void arm_timer(int64_t ms);
+    void touch();
+
+    // ReadingHead
+    void process_input();
+    void parse_head();
+    void handle_request();
+    void handle_connect();
+    void handle_origin_form();
+    bool check_policy();
+    void next_request();
+
+    // Resolving / Connecting
+    void open_upstream(const Authority& target);
+    void on_resolved(const DnsAnswer& answer);
+    void connect_next();
+    void on_upstream_connected();
+
+    // Exchanging
+    void send_request();
+    void pump_request_body();
+    void read_response_head();
+    void pump_response_body();
+    void on_response_complete();
+    void on_upstream_closed(bool error);
+    void fail_upstream(int status, const std::string& detail);
+
+    // Tunneling
+    void start_tunnel();
+    void on_relay_done(const char* reason, bool error) override;
+
+    // Local answers and closing
+    void reply(const std::string& bytes, bool keep_alive);
+    void reply_error(int status, const std::string& detail, bool may_keep_alive = false);
+    void close_after_flush();
+    void free_upstream();
+
+    Worker& worker_;
+    const uint64_t id_;
+    std::string client_addr_;
+    State state_ = State::ReadingHead;
+    bufferevent* client_ = nullptr;
+    bufferevent* upstream_ = nullptr;
+    event* timer_ = nullptr;
+    uint64_t dns_ticket_ = 0;
+    std::unique_ptr<Relay> relay_;
+    int64_t last_activity_ms_ = 0;
+
+    // Connection-wide flags.
+    bool draining_ = false;
+    bool client_eof_ = false;
+    bool in_process_ = false;  // process_input() is on the stack
+    bool reprocess_ = false;   // ...and must look at the input again
+    bool lingering_ = false;   // Closing: output flushed, SHUT_WR sent, discarding input
+
+    // The current request.
+    bool head_started_ = false;
+    size_t head_scanned_ = 0;  // bytes already searched for the end of the head
+    RequestHead req_;
+    bool is_connect_ = false;
+    AbsoluteUri uri_;       // HTTP requests
+    Authority target_;      // where we connect (HTTP and CONNECT)
+    std::string pool_key_;  // target_.host_port()
+    std::string upstream_head_;
+    Framing req_framing_;
+    uint64_t req_remaining_ = 0;
+    ChunkedDecoder req_chunked_;
+    bool req_body_done_ = true;
+    bool client_keep_alive_ = false;
+    bool client_paused_ = false;  // client reads paused: upstream output full
+
+    // Upstream choice.
+    std::vector<sockaddr_storage> addrs_;
+    size_t addr_index_ = 0;
+    std::string connect_error_;
+    bool connect_timed_out_ = false;
+    bool upstream_reused_ = false;
+    int retries_ = 0;
+
+    // The current response.
+    bool resp_head_done_ = false;
+    bool response_started_ = false;  // bytes of a response went to the client
+    Framing resp_framing_;
+    uint64_t resp_remaining_ = 0;
+    ChunkedDecoder resp_chunked_;
+    bool dechunk_ = false;
+    bool resp_done_ = false;
+    bool upstream_reusable_ = false;
+    bool upstream_paused_ = false;  // upstream reads paused: client output full
+    bool upstream_eof_ = false;     // the upstream closed; buffered bytes may remain
+    int resp_status_ = 0;
+};
+
+}  // namespace hallpass

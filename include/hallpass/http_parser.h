@@ -1,0 +1,98 @@
+// HTTP/1.x message heads (RFC 9112): request and response heads -> value types, and the body
+// framing rules of RFC 9112 §6.3. Pure functions over bytes: no I/O, no allocation beyond the
+// returned values. The connection feeds it what it has buffered; it answers Incomplete until a
+// whole head is there.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hallpass {
+
+enum class HeadStatus {
+    Complete,         // a whole head was parsed; `consumed` bytes belong to it
+    Incomplete,       // no error so far, need more bytes
+    Malformed,        // 400: syntax error (see `error`)
+    LineTooLong,      // 414 (request line) / 502 for a response status line
+    HeadersTooLarge,  // 431: head bigger than max_head_bytes, or more than max_headers fields
+    BadVersion,       // 505: HTTP-version other than HTTP/1.0 or HTTP/1.1
+};
+
+struct ParseLimits {
+    size_t max_request_line = 8192;  // bytes, without CRLF
+    size_t max_head_bytes = 65536;   // whole head including the request line and final CRLF
+    size_t max_headers = 100;        // number of header fields
+};
+
+struct Header {
+    std::string name;   // as sent (case preserved)
+    std::string value;  // leading/trailing whitespace removed
+};
+
+using Headers = std::vector<Header>;
+
+struct RequestHead {
+    std::string method;  // case-sensitive token (RFC 9110 §9.1)
+    std::string target;  // request-target as sent
+    int version_minor = 1;  // HTTP/1.<minor>; only 0 and 1 are accepted
+    Headers headers;
+};
+
+struct ResponseHead {
+    int version_minor = 1;
+    int status = 0;      // 100..999
+    std::string reason;  // may be empty
+    Headers headers;
+};
+
+template <class Head>
+struct HeadParse {
+    HeadStatus status = HeadStatus::Incomplete;
+    size_t consumed = 0;  // bytes of the head, valid when Complete
+    Head head;            // valid when Complete
+    std::string error;    // short lower-case reason when not Complete/Incomplete
+};
+
+// Parses a request head at the start of `bytes`. Strict (RFC 9112): CRLF line ends (a bare LF is
+// accepted as a line end, per RFC 9112 §2.2, and never passed on since heads are re-serialised),
+// no control bytes or NUL, no obs-fold, no whitespace before a colon, token field names, a single
+// SP between request-line parts. Leading empty lines before the request line are skipped
+// (RFC 9112 §2.2).
+HeadParse<RequestHead> parse_request_head(std::string_view bytes, const ParseLimits& limits);
+
+// Same rules for a response head (status-line = HTTP-version SP 3DIGIT SP [reason]).
+HeadParse<ResponseHead> parse_response_head(std::string_view bytes, const ParseLimits& limits);
+
+// Case-insensitive header helpers.
+bool iequals(std::string_view a, std::string_view b);
+const Header* find_header(const Headers& headers, std::string_view name);
+size_t count_headers(const Headers& headers, std::string_view name);
+// True when a comma-separated header `name` (possibly repeated) lists `token` (case-insensitive).
+bool header_has_token(const Headers& headers, std::string_view name, std::string_view token);
+
+enum class BodyKind {
+    None,        // no body
+    Length,      // exactly `length` bytes
+    Chunked,     // chunked transfer coding
+    UntilClose,  // response only: read until the server closes
+};
+
+struct Framing {
+    BodyKind kind = BodyKind::None;
+    uint64_t length = 0;
+};
+
+// RFC 9112 §6.3 for a request. nullopt = ambiguous or invalid framing (400): both Content-Length
+// and Transfer-Encoding, differing or non-numeric or overflowing Content-Length values, or a
+// Transfer-Encoding whose final coding is not chunked (or chunked given twice).
+std::optional<Framing> request_framing(const RequestHead& head);
+
+// RFC 9112 §6.3 for a response to a request with `request_method`. HEAD, 1xx, 204 and 304 have no
+// body; 2xx to CONNECT has none either. nullopt = invalid framing (the proxy answers 502).
+std::optional<Framing> response_framing(const ResponseHead& head, std::string_view request_method);
+
+}  // namespace hallpass

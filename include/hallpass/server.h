@@ -1,0 +1,41 @@
+// The server: binds the listening sockets (one SO_REUSEPORT socket per worker and address),
+// starts the workers, and handles signals on the main thread (TERM/INT: graceful stop; HUP and
+// USR1 are caught so they never kill the process). Returns the process exit code.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hallpass/config.h"
+
+namespace hallpass {
+
+class Worker;
+struct SharedState;
+class HostsTable;
+
+class Server {
+  public:
+    // Binds every address of cfg.listen and prepares cfg.threads workers (0 = one per core).
+    // Errors: an address in use or not available, a hosts file that cannot be read.
+    static Result<std::unique_ptr<Server>> create(ServerConfig cfg);
+    ~Server();
+
+    // Runs until SIGTERM/SIGINT and the drain that follows. Returns 0 on a clean stop.
+    int run();
+
+    // The addresses actually bound (port 0 resolved), as "ip:port".
+    const std::vector<std::string>& bound() const { return bound_; }
+
+    struct Signals;  // the main loop's signal events (server.cpp)
+
+  private:
+    Server() = default;
+    ServerConfig cfg_;
+    std::unique_ptr<SharedState> shared_;
+    std::vector<std::unique_ptr<Worker>> workers_;
+    std::vector<std::string> bound_;
+};
+
+}  // namespace hallpass

@@ -1,0 +1,51 @@
+// Idle upstream keep-alive connections of one worker, keyed by "host:port": bounded per key and in
+// all, each expiring after an idle timeout, dropped as soon as the server closes it or sends
+// anything unasked. Only the worker's thread touches it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <string>
+#include <unordered_map>
+
+struct bufferevent;
+struct event;
+struct event_base;
+
+namespace hallpass {
+
+class UpstreamPool {
+  public:
+    UpstreamPool(event_base* base, size_t per_host, size_t max_idle, int idle_timeout_ms);
+    ~UpstreamPool();  // closes every idle connection
+    UpstreamPool(const UpstreamPool&) = delete;
+    UpstreamPool& operator=(const UpstreamPool&) = delete;
+
+    // Takes ownership of `bev`, an upstream connection that finished an exchange cleanly (empty
+    // input and output). Its callbacks are replaced. When the pool is full for `key` or in all,
+    // the oldest idle connection is closed to make room; with a zero bound `bev` is closed.
+    void put(const std::string& key, bufferevent* bev);
+
+    // An idle connection for `key`, most recently used first, or nullptr. Ownership passes to the
+    // caller; the bufferevent has no callbacks and reading disabled.
+    bufferevent* take(const std::string& key);
+
+    size_t idle_count() const { return lru_.size(); }
+    uint64_t reused() const { return reused_; }
+
+    struct Idle;  // public for the libevent trampolines in upstream_pool.cpp
+    void drop(Idle* idle);
+
+  private:
+    using Lru = std::list<Idle*>;  // oldest first
+    event_base* base_;
+    size_t per_host_;
+    size_t max_idle_;
+    int idle_timeout_ms_;
+    Lru lru_;
+    std::unordered_map<std::string, std::list<Lru::iterator>> by_key_;  // newest last
+    uint64_t reused_ = 0;
+};
+
+}  // namespace hallpass

@@ -1,0 +1,94 @@
+// One worker thread: its own event_base, its own SO_REUSEPORT listeners (the kernel spreads
+// accepted connections across workers), its connections, DNS resolver and upstream pool, and the
+// reaper that frees finished connections on a later loop turn. Other threads reach a worker only
+// through request_drain()/request_stop(), which activate one of its events.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "hallpass/config.h"
+#include "hallpass/http_parser.h"
+
+struct event;
+struct event_base;
+struct evconnlistener;
+
+namespace hallpass {
+
+class Connection;
+class DnsResolver;
+class HostsTable;
+class UpstreamPool;
+
+// State shared by all workers: lock-free counters only.
+struct SharedState {
+    std::atomic<int> connections{0};   // open client connections, all workers
+    std::atomic<uint64_t> next_id{1};  // connection ids for logs
+};
+
+class Worker {
+  public:
+    Worker(int index, const ServerConfig& cfg, std::shared_ptr<const HostsTable> hosts,
+           SharedState& shared);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // Creates the event base, DNS resolver, pool and one listener per socket in `listen_fds`
+    // (already bound and listening, owned by the worker from now on). Main thread, before run().
+    Result<bool> init(const std::vector<int>& listen_fds);
+    // Starts the worker thread.
+    void start();
+    void join();
+
+    // Thread-safe: stop accepting, close idle connections, let the others finish their current
+    // exchange; after `grace_ms` abort whatever remains; the loop ends when none remain.
+    void request_drain(int grace_ms);
+
+    // For connections (worker thread only).
+    event_base* base() const { return base_; }
+    const ServerConfig& config() const { return cfg_; }
+    const ParseLimits& limits() const { return limits_; }
+    DnsResolver& dns() { return *dns_; }
+    UpstreamPool& pool() { return *pool_; }
+    // Called by Connection::finish(): queue for freeing on a later loop turn.
+    void reap(Connection* conn);
+
+    // libevent trampolines (public for the C callbacks in worker.cpp).
+    void on_accept(int fd, const sockaddr* peer);
+    void on_accept_error(evconnlistener* listener);
+    void on_reap();
+    void on_drain();
+    void on_grace_expired();
+    void on_resume_accept();
+
+  private:
+    void close_listeners();
+    void maybe_exit();
+
+    int index_;
+    const ServerConfig& cfg_;
+    ParseLimits limits_;
+    std::shared_ptr<const HostsTable> hosts_;
+    SharedState& shared_;
+    event_base* base_ = nullptr;
+    std::unique_ptr<DnsResolver> dns_;
+    std::unique_ptr<UpstreamPool> pool_;
+    std::vector<evconnlistener*> listeners_;
+    event* reap_event_ = nullptr;
+    event* drain_event_ = nullptr;
+    event* grace_timer_ = nullptr;
+    event* resume_timer_ = nullptr;  // re-enables accepting after EMFILE
+    std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
+    std::vector<Connection*> reap_list_;
+    std::atomic<int> drain_grace_ms_{0};
+    bool draining_ = false;
+    std::thread thread_;
+};
+
+}  // namespace hallpass

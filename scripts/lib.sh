@@ -1,0 +1,39 @@
+# Shared by scripts/run and scripts/test: install what is missing, configure and build.
+# Sourced, not run. Everything comes from Debian's packages.
+
+BUILD_PACKAGES=(g++ meson ninja-build pkg-config libevent-dev libyaml-cpp-dev libre2-dev
+                libidn2-dev doctest-dev)
+TEST_PACKAGES=(curl nginx libnginx-mod-http-echo openssl chromium)
+
+# ensure_packages PKG...: apt-get only when something is missing.
+ensure_packages() {
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return 0
+    fi
+    echo "installing: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# build_hallpass BUILDDIR [meson options...]: configure once, then build.
+build_hallpass() {
+    local dir=$1
+    shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$@"
+    else
+        meson configure "$dir" "$@" >/dev/null
+    fi
+    ninja -C "$dir"
+}

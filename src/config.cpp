@@ -1,0 +1,219 @@
+// The `server:` section: one table row per key (name, how to read it, bounds), so adding a setting
+// is adding a row. Unknown keys anywhere are errors with file:line:col and a did-you-mean. Runs at
+// start-up (and later on reload) on the main thread, never on an event loop.
+#include "hallpass/config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <charconv>
+#include <functional>
+
+#include "hallpass/yaml_source.h"
+
+namespace hallpass {
+namespace {
+
+using Setter =
+    std::function<std::optional<Error>(const YamlSource&, const YAML::Node&, ServerConfig&)>;
+
+struct Row {
+    std::string_view name;
+    Setter set;
+};
+
+// Integer-valued member with bounds.
+template <class T>
+Row int_row(std::string_view name, T ServerConfig::*member, int64_t min, int64_t max) {
+    return Row{name,
+               [name, member, min, max](const YamlSource& src, const YAML::Node& node,
+                                        ServerConfig& cfg) -> std::optional<Error> {
+                   auto v = src.get_int(node, name, min, max);
+                   if (!v) return v.error();
+                   cfg.*member = static_cast<T>(*v);
+                   return std::nullopt;
+               }};
+}
+
+std::optional<Error> set_listen(const YamlSource& src, const YAML::Node& node, ServerConfig& cfg) {
+    auto list = src.get_string_list(node, "listen");
+    if (!list) return list.error();
+    if (list->empty()) return src.error_at(node, "\"listen\" needs at least one ADDR:PORT");
+    for (size_t i = 0; i < list->size(); ++i) {
+        auto addr = parse_listen_address((*list)[i]);
+        if (!addr) {
+            const YAML::Node at = node.IsSequence() ? node[i] : node;
+            return src.error_at(at, addr.error().message);
+        }
+    }
+    cfg.listen = *list;
+    return std::nullopt;
+}
+
+std::optional<Error> set_connect_ports(const YamlSource& src, const YAML::Node& node,
+                                       ServerConfig& cfg) {
+    if (!node.IsSequence()) return src.error_at(node, "\"connect_ports\" must be a list of ports");
+    cfg.connect_ports.clear();
+    for (const YAML::Node& item : node) {
+        auto port = src.get_int(item, "connect_ports", 1, 65535);
+        if (!port) return port.error();
+        cfg.connect_ports.push_back(static_cast<uint16_t>(*port));
+    }
+    return std::nullopt;
+}
+
+std::optional<Error> set_hosts_file(const YamlSource& src, const YAML::Node& node,
+                                    ServerConfig& cfg) {
+    auto path = src.get_string(node, "hosts_file");
+    if (!path) return path.error();
+    cfg.hosts_file = *path;
+    return std::nullopt;
+}
+
+std::optional<Error> set_nameservers(const YamlSource& src, const YAML::Node& node,
+                                     ServerConfig& cfg) {
+    auto list = src.get_string_list(node, "nameservers");
+    if (!list) return list.error();
+    for (size_t i = 0; i < list->size(); ++i) {
+        // "IP", "IP:PORT", "IPv6" or "[IPv6]:PORT": evdns_base_nameserver_ip_add takes them all.
+        const std::string& text = (*list)[i];
+        bool valid = parse_listen_address(text) || parse_listen_address(text + ":53") ||
+                     parse_listen_address("[" + text + "]:53");
+        if (!valid) {
+            const YAML::Node at = node.IsSequence() ? node[i] : node;
+            return src.error_at(at, "bad nameserver \"" + text +
+                                        "\": expected an IP address, optionally with :PORT");
+        }
+    }
+    cfg.nameservers = *list;
+    return std::nullopt;
+}
+
+const std::vector<Row>& rows() {
+    constexpr int64_t kDay = 86'400'000;
+    static const std::vector<Row> table = {
+        {"listen", set_listen},
+        int_row("threads", &ServerConfig::threads, 0, 256),
+        int_row("head_timeout_ms", &ServerConfig::head_timeout_ms, 1, kDay),
+        int_row("idle_timeout_ms", &ServerConfig::idle_timeout_ms, 1, kDay),
+        int_row("connect_timeout_ms", &ServerConfig::connect_timeout_ms, 1, kDay),
+        int_row("response_timeout_ms", &ServerConfig::response_timeout_ms, 1, kDay),
+        int_row("tunnel_idle_timeout_ms", &ServerConfig::tunnel_idle_timeout_ms, 1, kDay),
+        int_row("dns_timeout_ms", &ServerConfig::dns_timeout_ms, 10, 600'000),
+        int_row("shutdown_grace_ms", &ServerConfig::shutdown_grace_ms, 0, kDay),
+        int_row("max_request_line", &ServerConfig::max_request_line, 64, 1 << 20),
+        int_row("max_header_bytes", &ServerConfig::max_header_bytes, 256, 1 << 20),
+        int_row("max_headers", &ServerConfig::max_headers, 1, 10'000),
+        int_row("max_connections", &ServerConfig::max_connections, 1, 10'000'000),
+        int_row("buffer_bytes", &ServerConfig::buffer_bytes, 4096, 64 << 20),
+        int_row("pool_per_host", &ServerConfig::pool_per_host, 0, 10'000),
+        int_row("pool_max_idle", &ServerConfig::pool_max_idle, 0, 1'000'000),
+        int_row("pool_idle_timeout_ms", &ServerConfig::pool_idle_timeout_ms, 1, kDay),
+        {"connect_ports", set_connect_ports},
+        {"hosts_file", set_hosts_file},
+        {"nameservers", set_nameservers},
+        int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
+        int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),
+    };
+    return table;
+}
+
+// Top-level sections of rules.yaml. The rule engine's sections arrive with it; until then they
+// are unknown keys, so nobody believes a rule is in force when it is not.
+constexpr std::string_view kTopLevelKeys[] = {"server"};
+
+Result<ServerConfig> read_server(const YamlSource& src) {
+    if (auto err = src.check_keys(src.root(), kTopLevelKeys, "the top level")) return *err;
+    ServerConfig cfg;
+    const YAML::Node server = src.root()["server"];
+    if (!server || server.IsNull()) return cfg;
+    std::vector<std::string_view> names;
+    for (const Row& row : rows()) names.push_back(row.name);
+    if (auto err = src.check_keys(server, names, "server")) return *err;
+    for (const Row& row : rows()) {
+        const YAML::Node node = server[std::string(row.name)];
+        if (!node) continue;
+        if (auto err = row.set(src, node, cfg)) return *err;
+    }
+    return cfg;
+}
+
+}  // namespace
+
+Result<ListenAddress> parse_listen_address(std::string_view text) {
+    std::string_view host;
+    std::string_view port_text;
+    bool v6 = false;
+    if (text.starts_with('[')) {
+        size_t close = text.find("]:");
+        if (close == std::string_view::npos) {
+            return Error{"bad address \"" + std::string(text) + "\": expected [IPv6]:PORT"};
+        }
+        host = text.substr(1, close - 1);
+        port_text = text.substr(close + 2);
+        v6 = true;
+    } else {
+        size_t colon = text.rfind(':');
+        if (colon == std::string_view::npos || text.find(':') != colon) {
+            return Error{"bad address \"" + std::string(text) +
+                         "\": expected ADDR:PORT (IPv6 as [ADDR]:PORT)"};
+        }
+        host = text.substr(0, colon);
+        port_text = text.substr(colon + 1);
+    }
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
+        port > 65535) {
+        return Error{"bad port in \"" + std::string(text) + "\": expected 0..65535"};
+    }
+    ListenAddress out;
+    std::string host_str(host);
+    if (v6) {
+        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&out.addr);
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(static_cast<uint16_t>(port));
+        if (inet_pton(AF_INET6, host_str.c_str(), &sin6->sin6_addr) != 1) {
+            return Error{"bad IPv6 address in \"" + std::string(text) + "\""};
+        }
+        out.len = sizeof(sockaddr_in6);
+    } else {
+        auto* sin = reinterpret_cast<sockaddr_in*>(&out.addr);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(static_cast<uint16_t>(port));
+        if (inet_pton(AF_INET, host_str.c_str(), &sin->sin_addr) != 1) {
+            return Error{"bad IPv4 address in \"" + std::string(text) + "\""};
+        }
+        out.len = sizeof(sockaddr_in);
+    }
+    return out;
+}
+
+std::string format_address(const sockaddr* addr) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (addr->sa_family == AF_INET) {
+        auto* sin = reinterpret_cast<const sockaddr_in*>(addr);
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
+        return std::string(ip) + ":" + std::to_string(ntohs(sin->sin_port));
+    }
+    if (addr->sa_family == AF_INET6) {
+        auto* sin6 = reinterpret_cast<const sockaddr_in6*>(addr);
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
+        return "[" + std::string(ip) + "]:" + std::to_string(ntohs(sin6->sin6_port));
+    }
+    return "?";
+}
+
+Result<ServerConfig> parse_server_config(const std::string& yaml_text, const std::string& name) {
+    auto src = YamlSource::parse(yaml_text, name);
+    if (!src) return src.error();
+    return read_server(*src);
+}
+
+Result<ServerConfig> load_server_config(const std::string& path) {
+    auto src = YamlSource::load_file(path);
+    if (!src) return src.error();
+    return read_server(*src);
+}
+
+}  // namespace hallpass

@@ -1,0 +1,121 @@
+// Tunnel relay: backpressure by hand (socket bufferevents have no write high watermark) and
+// half-close per direction. The tunnel ends only when both directions are closed, or on an error;
+// never on the first EOF, since the other side may still be sending (RFC 9110 §9.3.6).
+#include "hallpass/relay.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <sys/socket.h>
+
+namespace hallpass {
+namespace {
+
+// Two static trampolines per side, distinguished by which bufferevent called.
+template <int Side>
+void on_read_cb(bufferevent*, void* arg) {
+    static_cast<Relay*>(arg)->on_readable(Side);
+}
+template <int Side>
+void on_write_cb(bufferevent*, void* arg) {
+    static_cast<Relay*>(arg)->on_writable(Side);
+}
+template <int Side>
+void on_event_cb(bufferevent*, short what, void* arg) {
+    static_cast<Relay*>(arg)->on_event(Side, what);
+}
+
+}  // namespace
+
+int64_t loop_now_ms(bufferevent* bev) {
+    timeval tv{};
+    event_base_gettimeofday_cached(bufferevent_get_base(bev), &tv);
+    return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
+}
+
+Relay::Relay(bufferevent* a, bufferevent* b, size_t high_water, Owner* owner)
+    : bev_{a, b}, high_water_(high_water), owner_(owner) {}
+
+void Relay::start() {
+    touch();
+    bufferevent_setcb(bev_[0], on_read_cb<0>, on_write_cb<0>, on_event_cb<0>, this);
+    bufferevent_setcb(bev_[1], on_read_cb<1>, on_write_cb<1>, on_event_cb<1>, this);
+    for (bufferevent* bev : bev_) {
+        bufferevent_setwatermark(bev, EV_READ, 0, 0);
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        bufferevent_set_timeouts(bev, nullptr, nullptr);
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+    }
+    // Bytes that arrived with the CONNECT head (a pipelined TLS ClientHello) go through now.
+    pump(0);
+    if (!done_) pump(1);
+}
+
+void Relay::stop() {
+    for (bufferevent* bev : bev_) bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
+}
+
+void Relay::touch() { last_activity_ms_ = loop_now_ms(bev_[0]); }
+
+void Relay::pump(int from) {
+    int to = 1 - from;
+    evbuffer* in = bufferevent_get_input(bev_[from]);
+    evbuffer* out = bufferevent_get_output(bev_[to]);
+    size_t n = evbuffer_get_length(in);
+    if (n == 0) return;
+    touch();
+    moved_[from] += n;
+    evbuffer_add_buffer(out, in);
+    if (evbuffer_get_length(out) >= high_water_ && !paused_[from]) {
+        // The receiving side is slow: stop taking bytes until its output drains to half.
+        paused_[from] = true;
+        bufferevent_disable(bev_[from], EV_READ);
+        bufferevent_setwatermark(bev_[to], EV_WRITE, high_water_ / 2, 0);
+    }
+}
+
+void Relay::on_readable(int side) { pump(side); }
+
+void Relay::on_writable(int side) {
+    int from = 1 - side;
+    touch();
+    if (paused_[from]) {
+        paused_[from] = false;
+        bufferevent_setwatermark(bev_[side], EV_WRITE, 0, 0);
+        if (!eof_[from]) bufferevent_enable(bev_[from], EV_READ);
+        pump(from);  // bytes may have been read before reading paused
+        if (done_) return;
+    }
+    maybe_shutdown(side);
+}
+
+void Relay::maybe_shutdown(int to) {
+    int from = 1 - to;
+    if (!eof_[from] || shut_[to]) return;
+    if (evbuffer_get_length(bufferevent_get_output(bev_[to])) != 0) return;
+    shut_[to] = true;
+    ::shutdown(bufferevent_getfd(bev_[to]), SHUT_WR);
+    if (shut_[0] && shut_[1]) done("closed", false);
+}
+
+void Relay::on_event(int side, short what) {
+    touch();
+    if (what & BEV_EVENT_EOF) {
+        pump(side);  // whatever arrived before the EOF
+        eof_[side] = true;
+        maybe_shutdown(1 - side);
+        return;
+    }
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        done(side == 0 ? "client connection error" : "upstream connection error", true);
+    }
+}
+
+void Relay::done(const char* reason, bool error) {
+    if (done_) return;
+    done_ = true;
+    stop();
+    owner_->on_relay_done(reason, error);
+}
+
+}  // namespace hallpass

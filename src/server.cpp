@@ -1,0 +1,154 @@
+// Listening sockets, workers and signals. Each worker gets its own socket per address, all bound
+// with SO_REUSEPORT to the same port, so the kernel spreads new connections and no lock or
+// hand-off is needed between threads. Port 0 is resolved by the first bind and reused for the rest.
+#include "hallpass/server.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "hallpass/dns.h"
+#include "hallpass/log.h"
+#include "hallpass/worker.h"
+
+namespace hallpass {
+namespace {
+
+Result<int> bind_socket(const ListenAddress& addr) {
+    int fd = ::socket(addr.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Error{std::string("socket: ") + std::strerror(errno)};
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (addr.addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr.addr), addr.len) != 0 ||
+        ::listen(fd, 1024) != 0) {
+        int err = errno;
+        ::close(fd);
+        return Error{std::strerror(err)};
+    }
+    return fd;
+}
+
+struct SignalContext {
+    std::vector<std::unique_ptr<Worker>>* workers;
+    event_base* base;
+    int grace_ms;
+    int stops = 0;
+};
+
+void on_signal(evutil_socket_t sig, short, void* arg) {
+    auto* ctx = static_cast<SignalContext*>(arg);
+    if (sig == SIGTERM || sig == SIGINT) {
+        // A second signal means "now": no grace.
+        int grace = ctx->stops++ == 0 ? ctx->grace_ms : 0;
+        LOG_INFO("%s: stopping (in-flight exchanges get %d ms)", strsignal(static_cast<int>(sig)),
+                 grace);
+        for (auto& w : *ctx->workers) w->request_drain(grace);
+        event_base_loopexit(ctx->base, nullptr);
+    } else if (sig == SIGHUP) {
+        LOG_INFO("SIGHUP: no rules to reload in this version; the proxy keeps running");
+    } else if (sig == SIGUSR1) {
+        LOG_INFO("SIGUSR1: no log file to reopen in this version");
+    }
+}
+
+}  // namespace
+
+Server::~Server() = default;
+
+Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg) {
+    std::unique_ptr<Server> s(new Server());
+    s->cfg_ = std::move(cfg);
+    s->shared_ = std::make_unique<SharedState>();
+    int threads = s->cfg_.threads > 0 ? s->cfg_.threads
+                                      : static_cast<int>(std::thread::hardware_concurrency());
+    if (threads <= 0) threads = 1;
+
+    std::shared_ptr<const HostsTable> hosts;
+    if (!s->cfg_.hosts_file.empty()) {
+        auto table = HostsTable::load(s->cfg_.hosts_file);
+        if (!table) {
+            // /etc/hosts missing is no reason to refuse to start; a configured one is.
+            if (s->cfg_.hosts_file != "/etc/hosts") return table.error();
+            LOG_WARN("cannot read /etc/hosts; resolving through DNS only");
+        } else {
+            hosts = std::make_shared<const HostsTable>(std::move(*table));
+        }
+    }
+
+    // fds[worker] = that worker's sockets, one per listen address.
+    std::vector<std::vector<int>> fds(threads);
+    auto close_all = [&] {
+        for (auto& list : fds) {
+            for (int fd : list) ::close(fd);
+        }
+    };
+    for (const std::string& text : s->cfg_.listen) {
+        auto addr = parse_listen_address(text);
+        if (!addr) {
+            close_all();
+            return addr.error();
+        }
+        for (int w = 0; w < threads; ++w) {
+            auto fd = bind_socket(*addr);
+            if (!fd) {
+                close_all();
+                return Error{"cannot listen on " + text + ": " + fd.error().message};
+            }
+            fds[w].push_back(*fd);
+            if (w == 0) {
+                // Learn the port the kernel chose for port 0, and bind the others to it.
+                socklen_t len = sizeof addr->addr;
+                getsockname(*fd, reinterpret_cast<sockaddr*>(&addr->addr), &len);
+                s->bound_.push_back(format_address(reinterpret_cast<sockaddr*>(&addr->addr)));
+            }
+        }
+    }
+    for (int w = 0; w < threads; ++w) {
+        auto worker = std::make_unique<Worker>(w, s->cfg_, hosts, *s->shared_);
+        auto ok = worker->init(fds[w]);
+        fds[w].clear();  // the worker owns them now, even on failure
+        if (!ok) {
+            close_all();
+            return ok.error();
+        }
+        s->workers_.push_back(std::move(worker));
+    }
+    return s;
+}
+
+int Server::run() {
+    event_base* base = event_base_new();
+    if (!base) {
+        LOG_ERROR("cannot create the main event loop");
+        return 1;
+    }
+    SignalContext ctx{&workers_, base, cfg_.shutdown_grace_ms};
+    std::vector<event*> signals;
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
+        event* ev = evsignal_new(base, sig, on_signal, &ctx);
+        evsignal_add(ev, nullptr);
+        signals.push_back(ev);
+    }
+    for (auto& w : workers_) w->start();
+    for (const std::string& addr : bound_) LOG_INFO("listening on %s", addr.c_str());
+    LOG_INFO("hallpass %s ready: %zu worker threads", HALLPASS_VERSION, workers_.size());
+    event_base_dispatch(base);
+    for (auto& w : workers_) w->join();
+    for (event* ev : signals) event_free(ev);
+    event_base_free(base);
+    workers_.clear();
+    LOG_INFO("stopped");
+    return 0;
+}
+
+}  // namespace hallpass

@@ -1,0 +1,195 @@
+// A worker thread and its loop: accepts on its own SO_REUSEPORT listeners, owns its connections
+// (freed by the reaper on a later loop turn, never inside their own callbacks), pauses accepting
+// on EMFILE instead of spinning, and drains on shutdown.
+#include "hallpass/worker.h"
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "hallpass/connection.h"
+#include "hallpass/dns.h"
+#include "hallpass/http_responses.h"
+#include "hallpass/log.h"
+#include "hallpass/upstream_pool.h"
+
+namespace hallpass {
+namespace {
+
+// After EMFILE/ENFILE: how long accepting pauses before it is tried again.
+constexpr int kAcceptPauseMs = 200;
+
+void accept_cb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int, void* arg) {
+    static_cast<Worker*>(arg)->on_accept(fd, peer);
+}
+void accept_error_cb(evconnlistener* listener, void* arg) {
+    static_cast<Worker*>(arg)->on_accept_error(listener);
+}
+void reap_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_reap(); }
+void drain_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_drain(); }
+void grace_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_grace_expired(); }
+void resume_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_resume_accept(); }
+
+timeval ms_to_tv(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
+
+}  // namespace
+
+Worker::Worker(int index, const ServerConfig& cfg, std::shared_ptr<const HostsTable> hosts,
+               SharedState& shared)
+    : index_(index),
+      cfg_(cfg),
+      limits_{cfg.max_request_line, cfg.max_header_bytes, cfg.max_headers},
+      hosts_(std::move(hosts)),
+      shared_(shared) {}
+
+Worker::~Worker() {
+    // Order: connections (they use the pool, the resolver and the base), then the rest.
+    connections_.clear();
+    reap_list_.clear();
+    close_listeners();
+    pool_.reset();
+    dns_.reset();
+    for (event* ev : {reap_event_, drain_event_, grace_timer_, resume_timer_}) {
+        if (ev) event_free(ev);
+    }
+    if (base_) event_base_free(base_);
+}
+
+Result<bool> Worker::init(const std::vector<int>& listen_fds) {
+    event_config* ec = event_config_new();
+    // One thread per base: libevent's own locking is not needed inside a worker, but the
+    // cross-thread event_active() of request_drain() is, so the base keeps its lock.
+    base_ = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (!base_) return Error{"cannot create an event loop"};
+    auto dns = DnsResolver::create(base_, cfg_, hosts_);
+    if (!dns) return dns.error();
+    dns_ = std::move(*dns);
+    pool_ = std::make_unique<UpstreamPool>(base_, cfg_.pool_per_host, cfg_.pool_max_idle,
+                                           cfg_.pool_idle_timeout_ms);
+    reap_event_ = event_new(base_, -1, 0, reap_cb, this);
+    drain_event_ = event_new(base_, -1, 0, drain_cb, this);
+    grace_timer_ = evtimer_new(base_, grace_cb, this);
+    resume_timer_ = evtimer_new(base_, resume_cb, this);
+    for (int fd : listen_fds) {
+        evconnlistener* l = evconnlistener_new(
+            base_, accept_cb, this, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+        if (!l) return Error{"cannot listen: " + std::string(std::strerror(errno))};
+        evconnlistener_set_error_cb(l, accept_error_cb);
+        listeners_.push_back(l);
+    }
+    return true;
+}
+
+void Worker::start() {
+    thread_ = std::thread([this] {
+        event_base_dispatch(base_);
+        LOG_DEBUG("worker %d stopped", index_);
+    });
+}
+
+void Worker::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+void Worker::request_drain(int grace_ms) {
+    drain_grace_ms_.store(grace_ms);
+    event_active(drain_event_, EV_TIMEOUT, 1);
+}
+
+void Worker::on_accept(int fd, const sockaddr* peer) {
+    int open = shared_.connections.fetch_add(1) + 1;
+    if (draining_ || open > cfg_.max_connections) {
+        shared_.connections.fetch_sub(1);
+        // A fresh socket's send buffer is empty: this short write cannot block.
+        std::string busy = make_error_response(
+            503, draining_ ? "hallpass is shutting down" : "too many connections, try again later");
+        ssize_t ignored = ::send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)ignored;
+        ::close(fd);
+        LOG_WARN("refused %s: %s", format_address(peer).c_str(),
+                 draining_ ? "shutting down" : "max_connections reached");
+        return;
+    }
+    uint64_t id = shared_.next_id.fetch_add(1);
+    auto conn = std::make_unique<Connection>(*this, id, fd, peer);
+    Connection* raw = conn.get();
+    connections_.emplace(raw, std::move(conn));
+    raw->start();
+}
+
+void Worker::on_accept_error(evconnlistener* listener) {
+    int err = EVUTIL_SOCKET_ERROR();
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // Out of descriptors: accepting again at once would spin. Pause, let connections close.
+        LOG_WARN("worker %d: accept failed (%s); pausing accepts for %d ms", index_,
+                 std::strerror(err), kAcceptPauseMs);
+        for (evconnlistener* l : listeners_) evconnlistener_disable(l);
+        timeval tv = ms_to_tv(kAcceptPauseMs);
+        evtimer_add(resume_timer_, &tv);
+        return;
+    }
+    (void)listener;
+    LOG_WARN("worker %d: accept failed: %s", index_, std::strerror(err));
+}
+
+void Worker::on_resume_accept() {
+    if (draining_) return;
+    for (evconnlistener* l : listeners_) evconnlistener_enable(l);
+}
+
+void Worker::reap(Connection* conn) {
+    reap_list_.push_back(conn);
+    event_active(reap_event_, EV_TIMEOUT, 1);
+}
+
+void Worker::on_reap() {
+    std::vector<Connection*> done;
+    done.swap(reap_list_);
+    for (Connection* conn : done) {
+        if (connections_.erase(conn)) shared_.connections.fetch_sub(1);
+    }
+    maybe_exit();
+}
+
+void Worker::on_drain() {
+    if (draining_) return;
+    draining_ = true;
+    close_listeners();
+    evtimer_del(resume_timer_);
+    std::vector<Connection*> all;
+    for (auto& [raw, owned] : connections_) all.push_back(raw);
+    for (Connection* conn : all) conn->begin_drain();
+    timeval tv = ms_to_tv(drain_grace_ms_.load());
+    evtimer_add(grace_timer_, &tv);
+    LOG_DEBUG("worker %d draining %zu connections", index_, connections_.size());
+    maybe_exit();
+}
+
+void Worker::on_grace_expired() {
+    if (!connections_.empty()) {
+        LOG_INFO("worker %d: shutdown grace over, closing %zu connections", index_,
+                 connections_.size());
+    }
+    std::vector<Connection*> all;
+    for (auto& [raw, owned] : connections_) all.push_back(raw);
+    for (Connection* conn : all) conn->abort("shutdown grace expired");
+    maybe_exit();
+}
+
+void Worker::maybe_exit() {
+    // Finished connections still wait in reap_list_ until on_reap; exit once all are freed.
+    if (draining_ && connections_.empty()) event_base_loopexit(base_, nullptr);
+}
+
+void Worker::close_listeners() {
+    for (evconnlistener* l : listeners_) evconnlistener_free(l);
+    listeners_.clear();
+}
+
+}  // namespace hallpass
