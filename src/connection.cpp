@@ -364,8 +364,14 @@ void Connection::parse_head() {
     bool first_line_long =
         len > limits.max_request_line &&
         bytes.substr(0, limits.max_request_line + 2).find('\n') == std::string_view::npos;
+    // Binary garbage (a TLS ClientHello sent to the plain port) is answered at once, not after
+    // the head timeout: any control byte other than CR, LF and HTAB cannot be in a valid head.
+    bool control_seen = std::any_of(bytes.begin() + head_scanned_, bytes.end(), [](char c) {
+        auto u = static_cast<unsigned char>(c);
+        return (u < 0x20 && u != '\r' && u != '\n' && u != '\t') || u == 0x7f;
+    });
     head_scanned_ = n;
-    if (!end_seen && !first_line_long && len < cap) return;
+    if (!end_seen && !first_line_long && !control_seen && len < cap) return;
 
     HeadParse<RequestHead> p = parse_request_head(bytes, limits);
     switch (p.status) {
