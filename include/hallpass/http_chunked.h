@@ -13,9 +13,10 @@ namespace hallpass {
 class ChunkedDecoder {
 public:
     enum class Status {
-        NeedMore,  // all input consumed; the body is not finished
+        NeedMore,  // the body is not finished: feed the rest of the input, or more bytes
         Done,      // the last chunk and the trailer section were consumed; stop feeding
-        Error,     // malformed: bad or overflowing size, missing CRLF, over-long line
+        Error,     // malformed: bad size (1-16 hex digits), bad extension or trailer line,
+                   // missing CRLF after data, over-long line
     };
 
     struct Step {
@@ -27,7 +28,9 @@ public:
     // Feeds `input`. A step consumes either framing bytes (size line, CRLF after data, trailer)
     // or payload bytes, never both: when data > 0 then data == consumed and the bytes are payload.
     // Call repeatedly until all input is consumed, Done or Error. A partial framing line is not
-    // consumed (consumed == 0, NeedMore): feed again with more bytes appended.
+    // consumed (consumed == 0, NeedMore): feed again with more bytes appended. Line ends are CRLF
+    // or a bare LF, as in http_parser. Done's `consumed` ends right after the final empty line:
+    // bytes after the body (a pipelined message) are never consumed.
     Step feed(std::string_view input);
 
     // Payload bytes still expected in the current chunk (0 when not inside chunk data). Lets the

@@ -61,10 +61,20 @@ struct HeadParse {
 // accepted as a line end, per RFC 9112 §2.2, and never passed on since heads are re-serialised),
 // no control bytes or NUL, no obs-fold, no whitespace before a colon, token field names, a single
 // SP between request-line parts. Leading empty lines before the request line are skipped
-// (RFC 9112 §2.2).
+// (RFC 9112 §2.2); they are part of `consumed` and count toward max_head_bytes. The request-target
+// may hold obs-text (bytes >= 0x80, for raw UTF-8 hosts) but no SP, control byte or DEL. More than
+// one Host field is Malformed; a missing Host is left to the caller.
+// Limits, whichever is crossed first in the bytes wins, each reported as soon as it is certain
+// (without waiting for the line or head to end):
+//   - request line (without its line end) over max_request_line bytes -> LineTooLong;
+//   - no end of head within the first max_head_bytes bytes -> HeadersTooLarge;
+//   - more than max_headers fields -> HeadersTooLarge.
+// A head of exactly max_head_bytes (or a line of exactly max_request_line) is accepted.
 HeadParse<RequestHead> parse_request_head(std::string_view bytes, const ParseLimits& limits);
 
-// Same rules for a response head (status-line = HTTP-version SP 3DIGIT SP [reason]).
+// Same rules for a response head (status-line = HTTP-version SP 3DIGIT SP [reason]); the status
+// line is limited by max_request_line. The SP after the code may be missing when there is no
+// reason ("HTTP/1.1 204"). Host fields are not checked.
 HeadParse<ResponseHead> parse_response_head(std::string_view bytes, const ParseLimits& limits);
 
 // Case-insensitive header helpers.
@@ -87,12 +97,18 @@ struct Framing {
 };
 
 // RFC 9112 §6.3 for a request. nullopt = ambiguous or invalid framing (400): both Content-Length
-// and Transfer-Encoding, differing or non-numeric or overflowing Content-Length values, or a
-// Transfer-Encoding whose final coding is not chunked (or chunked given twice).
+// and Transfer-Encoding, differing or non-numeric or overflowing (above 2^63-1) Content-Length
+// values, a Transfer-Encoding whose final coding is not chunked (or chunked given twice, or a
+// coding that is not a token), or Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1).
+// Identical repeated values ("5, 5") are one length. No Content-Length and no Transfer-Encoding
+// means no body.
 std::optional<Framing> request_framing(const RequestHead& head);
 
 // RFC 9112 §6.3 for a response to a request with `request_method`. HEAD, 1xx, 204 and 304 have no
-// body; 2xx to CONNECT has none either. nullopt = invalid framing (the proxy answers 502).
+// body; 2xx to CONNECT has none either. A Transfer-Encoding whose final coding is not chunked, or
+// one in an HTTP/1.0 response, means UntilClose; no framing fields means UntilClose.
+// nullopt = invalid framing (the proxy answers 502): Content-Length together with
+// Transfer-Encoding, an invalid or differing Content-Length, chunked given twice.
 std::optional<Framing> response_framing(const ResponseHead& head, std::string_view request_method);
 
 }  // namespace hallpass

@@ -8,7 +8,7 @@
 
 namespace hallpass {
 
-// A complete response: status line, Content-Type text/html, Content-Length, Cache-Control
+// A complete response: status line, Date, Content-Type text/html, Content-Length, Cache-Control
 // no-store, `Connection: close` unless keep_alive, and an HTML body naming the status, `detail`
 // (HTML-escaped; e.g. "dns lookup failed for example.test") and hallpass. For HEAD requests
 // pass head_only=true: the same head, no body.

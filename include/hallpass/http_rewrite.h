@@ -20,9 +20,10 @@ inline constexpr std::string_view kViaAgent = "hallpass";
 bool is_hop_by_hop(const Headers& headers, std::string_view name);
 
 // Upstream request head: `METHOD path HTTP/1.1`, `Host` from `uri` (any client Host dropped), the
-// client's end-to-end fields in order, `Via` appended (or extended), framing set from `framing`
-// (Content-Length, or Transfer-Encoding: chunked), and `Connection: close` when
-// `upstream_keep_alive` is false.
+// client's end-to-end fields in order, `Via` appended to the last Via field (or added after the
+// fields when there is none), framing set from `framing` (Content-Length, or Transfer-Encoding:
+// chunked preceded by any other codings the client listed), and `Connection: close` when
+// `upstream_keep_alive` is false. Lines end in CRLF; the head ends with an empty line.
 std::string serialize_upstream_request(const RequestHead& head, const AbsoluteUri& uri,
                                        const Framing& framing, bool upstream_keep_alive);
 
@@ -33,9 +34,11 @@ enum class ClientBodyCoding {
 };
 
 // Client response head: status line as `HTTP/1.1` (HTTP/1.0 for an HTTP/1.0 client), end-to-end
-// fields in order, `Via` appended, framing fields per `framing`/`coding`, and
+// fields in order, `Via` appended as for requests, framing fields per `framing`/`coding`, and
 // `Connection: keep-alive` (HTTP/1.0 client) or `Connection: close` according to
-// `client_keep_alive`.
+// `client_keep_alive`. `Connection: close` is also written when the body is delimited by close
+// (Dechunk or UntilClose). With framing None the upstream's Content-Length is kept (it describes
+// a HEAD or 304 response), except on 1xx and 204.
 std::string serialize_client_response(const ResponseHead& head, int client_version_minor,
                                       const Framing& framing, ClientBodyCoding coding,
                                       bool client_keep_alive);

@@ -39,7 +39,8 @@ struct AbsoluteUri {
 Result<AbsoluteUri> parse_absolute_uri(std::string_view target);
 
 // Parses authority-form `host:port` (CONNECT, RFC 9112 §3.2.3): the port is required, no
-// userinfo. Also used for Host header values with `default_port` when `port_required` is false.
+// userinfo. Also used for Host header values with `default_port` when `port_required` is false
+// (a missing or empty port then gives `default_port`, which may be 0). IPv6 only in brackets.
 Result<Authority> parse_authority(std::string_view text, bool port_required,
                                   uint16_t default_port = 0);
 
@@ -47,7 +48,10 @@ Result<Authority> parse_authority(std::string_view text, bool port_required,
 // dot removed, Unicode labels converted to punycode (IDNA2008 via libidn2, with transitional
 // fallback), IPv4/IPv6 literals normalised (inet_pton/inet_ntop). Fails for anything that is not a
 // valid name: empty labels, labels over 63 bytes, names over 253 bytes, bytes outside
-// [A-Za-z0-9-_] in an ASCII label, percent-escapes, whitespace, control bytes.
+// [A-Za-z0-9-_] in an ASCII label, percent-escapes, whitespace, control bytes. A name whose last
+// label is numeric (digits, or 0x + hex) must be a dotted-quad IPv4 address, so "127.1",
+// "0x7f.1" and "2130706433" fail instead of reaching 127.0.0.1 past a rule. Input has no
+// brackets.
 Result<Authority> canonicalize_host(std::string_view host);
 
 }  // namespace hallpass
