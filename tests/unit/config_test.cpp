@@ -1,0 +1,139 @@
+#include "hallpass/config.h"
+
+#include <doctest/doctest.h>
+
+#include "hallpass/cli.h"
+#include "hallpass/dns.h"
+#include "hallpass/yaml_source.h"
+
+using namespace hallpass;
+
+TEST_CASE("config: an empty file gives the defaults") {
+    auto cfg = parse_server_config("", "rules.yaml");
+    REQUIRE(cfg.ok());
+    CHECK(cfg->listen == std::vector<std::string>{"0.0.0.0:12345"});
+    CHECK(cfg->connect_ports == std::vector<uint16_t>{443});
+    CHECK(cfg->hosts_file == "/etc/hosts");
+    CHECK(cfg->threads == 0);
+}
+
+TEST_CASE("config: reads every kind of key") {
+    auto cfg = parse_server_config(R"(
+server:
+  listen: ["127.0.0.1:8080", "[::1]:8081"]
+  threads: 3
+  head_timeout_ms: 1500
+  max_connections: 7
+  connect_ports: [443, 8443]
+  hosts_file: /tmp/hosts
+  nameservers: ["127.0.0.1:5353", "::1", "10.0.0.1"]
+)",
+                                   "rules.yaml");
+    INFO((cfg.ok() ? std::string() : cfg.error().to_string()));
+    REQUIRE(cfg.ok());
+    CHECK(cfg->listen.size() == 2);
+    CHECK(cfg->threads == 3);
+    CHECK(cfg->head_timeout_ms == 1500);
+    CHECK(cfg->max_connections == 7);
+    CHECK(cfg->connect_ports == std::vector<uint16_t>{443, 8443});
+    CHECK(cfg->hosts_file == "/tmp/hosts");
+    CHECK(cfg->nameservers.size() == 3);
+}
+
+TEST_CASE("config: errors carry file:line:col and a did-you-mean") {
+    struct Row {
+        const char* yaml;
+        const char* expected;
+    };
+    const Row rows[] = {
+        {"server:\n  treads: 2\n", "rules.yaml:2:3: unknown key \"treads\" in server (did you mean \"threads\"?)"},
+        {"servr:\n  threads: 2\n", "rules.yaml:1:1: unknown key \"servr\" in the top level (did you mean \"server\"?)"},
+        {"server:\n  threads: lots\n", "rules.yaml:2:12: \"threads\" must be a whole number, got \"lots\""},
+        {"server:\n  threads: 999\n", "rules.yaml:2:12: \"threads\" must be between 0 and 256, got 999"},
+        {"server:\n  connect_ports: [443, 70000]\n", "rules.yaml:2:24: \"connect_ports\" must be between 1 and 65535, got 70000"},
+        {"server:\n  listen: [\"1.2.3:80\"]\n", "rules.yaml:2:12: bad IPv4 address in \"1.2.3:80\""},
+        {"server:\n  listen: [\"127.0.0.1\"]\n", "rules.yaml:2:12: bad address \"127.0.0.1\": expected ADDR:PORT (IPv6 as [ADDR]:PORT)"},
+        {"server:\n  nameservers: [\"dns.example\"]\n", "rules.yaml:2:17: bad nameserver \"dns.example\": expected an IP address, optionally with :PORT"},
+        {"server:\n  hosts_file: [a, b]\n", "rules.yaml:2:15: \"hosts_file\" must be a string, not a list"},
+        {"server: [1, 2]\n", "rules.yaml:1:9: server must be a map"},
+        {"server:\n  threads: 2\n  x: [\n", "rules.yaml:4:1: yaml syntax error"},
+        {"- a\n- b\n", "rules.yaml:1:1: the top level must be a map (key: value)"},
+    };
+    for (const Row& row : rows) {
+        SUBCASE(row.yaml) {
+            auto cfg = parse_server_config(row.yaml, "rules.yaml");
+            REQUIRE_FALSE(cfg.ok());
+            CHECK(cfg.error().to_string().starts_with(row.expected));
+        }
+    }
+}
+
+TEST_CASE("config: a missing file is an error naming it") {
+    auto cfg = load_server_config("/nonexistent/rules.yaml");
+    REQUIRE_FALSE(cfg.ok());
+    CHECK(cfg.error().to_string().find("/nonexistent/rules.yaml") != std::string::npos);
+}
+
+TEST_CASE("config: listen addresses") {
+    CHECK(parse_listen_address("0.0.0.0:12345").ok());
+    CHECK(parse_listen_address("[::1]:0").ok());
+    CHECK_FALSE(parse_listen_address("[::1]").ok());
+    CHECK_FALSE(parse_listen_address("127.0.0.1:65536").ok());
+    CHECK_FALSE(parse_listen_address("127.0.0.1:").ok());
+    CHECK_FALSE(parse_listen_address("localhost:80").ok());
+    auto a = parse_listen_address("[::1]:8080");
+    REQUIRE(a.ok());
+    CHECK(format_address(reinterpret_cast<const sockaddr*>(&a->addr)) == "[::1]:8080");
+}
+
+TEST_CASE("yaml_source: did_you_mean picks close names only") {
+    const std::string_view keys[] = {"domains", "hosts", "host_regex"};
+    CHECK(did_you_mean("domians", keys) == "domains");
+    CHECK(did_you_mean("host", keys) == "hosts");
+    CHECK(did_you_mean("colour", keys) == "");
+}
+
+namespace {
+Result<CliOptions> cli(std::vector<const char*> args) {
+    args.insert(args.begin(), "hallpass");
+    return parse_cli(static_cast<int>(args.size()), const_cast<char**>(args.data()));
+}
+}  // namespace
+
+TEST_CASE("cli: options and their errors") {
+    auto o = cli({"-c", "x.yaml", "--listen", "127.0.0.1:0", "--listen=[::1]:0", "--threads", "4",
+                  "--log-level", "debug"});
+    REQUIRE(o.ok());
+    CHECK(o->config_path == "x.yaml");
+    CHECK(o->config_given);
+    CHECK(o->listen == std::vector<std::string>{"127.0.0.1:0", "[::1]:0"});
+    CHECK(o->threads == 4);
+    CHECK(o->log_level == LogLevel::Debug);
+
+    CHECK(cli({"--version"})->show_version);
+    CHECK(cli({"-h"})->show_help);
+    CHECK_FALSE(cli({}).value().config_given);
+    CHECK(cli({"--bogus"}).error().message == "unknown option \"--bogus\" (see hallpass --help)");
+    CHECK(cli({"--threads", "0"}).error().message.starts_with("--threads"));
+    CHECK(cli({"--listen", "nowhere"}).error().message.starts_with("--listen"));
+    CHECK(cli({"-c"}).error().message == "option -c needs a FILE");
+    CHECK(cli({"--log-level", "loud"}).error().message.starts_with("--log-level"));
+}
+
+TEST_CASE("dns: hosts table parsing") {
+    HostsTable t = HostsTable::parse(
+        "# comment\n"
+        "127.0.0.1 localhost Site.Test. # trailing comment\n"
+        "::1 localhost ip6-localhost\n"
+        "fe80::1%lo0 zoned\n"
+        "   \t\n"
+        "127.0.0.2\tb.test\n");
+    REQUIRE(t.find("localhost"));
+    CHECK(t.find("localhost")->size() == 2);
+    CHECK(t.find("localhost")->front().ss_family == AF_INET);  // IPv4 first
+    CHECK(t.find("site.test"));
+    CHECK(t.find("b.test"));
+    CHECK_FALSE(t.find("zoned"));
+    CHECK_FALSE(t.find("comment"));
+    CHECK_FALSE(t.find("Site.Test."));
+}
