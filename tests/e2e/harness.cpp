@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -190,6 +191,10 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+    if (const char* keep = std::getenv("HALLPASS_E2E_KEEP"); keep && *keep == '1') {
+        std::fprintf(stderr, "kept %s\n", path_.c_str());
+        return;
+    }
     std::error_code ec;
     fs::remove_all(path_, ec);
 }
@@ -240,6 +245,31 @@ size_t count_of(std::string_view text, std::string_view needle) {
          pos = text.find(needle, pos + needle.size()))
         ++n;
     return n;
+}
+
+std::vector<std::string> lines_with(std::string_view text, std::string_view needle) {
+    std::vector<std::string> out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t end = text.find('\n', pos);
+        if (end == std::string_view::npos) end = text.size();
+        std::string_view line = text.substr(pos, end - pos);
+        if (contains(line, needle)) out.emplace_back(line);
+        pos = end + 1;
+    }
+    return out;
+}
+
+std::string connection_id(std::string_view log_line) {
+    for (size_t at = log_line.find("c="); at != std::string_view::npos;
+         at = log_line.find("c=", at + 2)) {
+        if (at > 0 && std::isalnum(static_cast<unsigned char>(log_line[at - 1]))) continue;
+        size_t end = at + 2;
+        while (end < log_line.size() && std::isdigit(static_cast<unsigned char>(log_line[end])))
+            ++end;
+        if (end > at + 2) return std::string(log_line.substr(at + 2, end - at - 2));
+    }
+    return {};
 }
 
 uint16_t free_port() {
@@ -609,9 +639,13 @@ void ScriptedOrigin::serve(int fd) {
                 record(request);
                 send_all_blocking(fd, options_.reply);
                 if (options_.close_after_reply) {
+                    std::this_thread::sleep_for(options_.pause_after_reply);
                     ::shutdown(fd, SHUT_WR);
-                    // Let the peer read and close first, so it sees a clean FIN.
-                    while (read_more()) buf.clear();
+                    // Let the peer read and close first, so it sees a clean FIN. Whatever it
+                    // still sends is recorded as one more entry (half-close checks).
+                    while (read_more()) {
+                    }
+                    if (!buf.empty()) record(std::exchange(buf, {}));
                     return;
                 }
             }
@@ -629,8 +663,7 @@ void ScriptedOrigin::serve(int fd) {
             if (next_request(request)) {
                 record(request);
                 send_all_blocking(fd, options_.reply);
-                // Give the proxy time to relay the partial response before the RST.
-                std::this_thread::sleep_for(200ms);
+                std::this_thread::sleep_for(options_.pause_after_reply);
             }
             return;
         case Mode::CloseEarly:
@@ -815,7 +848,7 @@ Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
     std::string hosts = "127.0.0.1";
     for (const auto& h : options.hosts) hosts += " " + h;
     fs::path hosts_path = dir / (stem + ".hosts");
-    write_file(hosts_path, hosts + "\n");
+    write_file(hosts_path, hosts + "\n" + options.extra_hosts + "\n");
 
     std::string yaml = "server:\n";
     yaml += "  hosts_file: \"" + hosts_path.string() + "\"\n";
@@ -894,6 +927,52 @@ bool HttpResponse::has(std::string_view name) const { return headers.count(lower
 std::string HttpResponse::header(std::string_view name) const {
     auto it = headers.find(lower(name));
     return it == headers.end() ? std::string() : it->second;
+}
+
+std::vector<std::string> HttpRequest::values(std::string_view name) const {
+    std::vector<std::string> out;
+    for (const auto& [n, v] : fields)
+        if (lower(n) == lower(name)) out.push_back(v);
+    return out;
+}
+
+std::optional<std::string> decode_chunked(std::string_view body) {
+    std::string out;
+    long len = chunked_length(body, &out);
+    if (len < 0) return std::nullopt;
+    return out;
+}
+
+std::optional<HttpRequest> parse_request(std::string_view raw) {
+    long total = request_length(raw);
+    if (total < 0) return std::nullopt;
+    size_t head_len = raw.find("\r\n\r\n") + 4;
+    HttpRequest r;
+    size_t eol = raw.find("\r\n");
+    r.request_line = std::string(raw.substr(0, eol));
+    size_t pos = eol;
+    while (pos + 2 < head_len) {
+        size_t start = pos + 2;
+        size_t end = raw.find("\r\n", start);
+        if (end == start) break;
+        std::string_view line = raw.substr(start, end - start);
+        auto colon = line.find(':');
+        if (colon == std::string_view::npos) return std::nullopt;
+        r.fields.emplace_back(std::string(line.substr(0, colon)),
+                              std::string(trim(line.substr(colon + 1))));
+        pos = end;
+    }
+    Framing f = framing_of(raw.substr(0, head_len));
+    std::string_view body = raw.substr(head_len, static_cast<size_t>(total) - head_len);
+    if (f.chunked) {
+        r.chunked = true;
+        auto decoded = decode_chunked(body);
+        if (!decoded) return std::nullopt;
+        r.body = *decoded;
+    } else {
+        r.body = std::string(body);
+    }
+    return r;
 }
 
 int parse_status(std::string_view head) {

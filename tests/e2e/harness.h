@@ -31,7 +31,8 @@ namespace fs = std::filesystem;
 // ---------------------------------------------------------------------------------------------
 // Files and small utilities
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents by the destructor.
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents by the destructor
+// (kept, and its path printed, when HALLPASS_E2E_KEEP=1: logs for debugging a failure).
 class TempDir {
   public:
     TempDir();
@@ -59,6 +60,11 @@ std::string tiny_png();
 bool contains(std::string_view text, std::string_view needle);
 // Number of (non-overlapping) occurrences of `needle` in `text`.
 size_t count_of(std::string_view text, std::string_view needle);
+
+// Lines of `text` that contain `needle` (log searching).
+std::vector<std::string> lines_with(std::string_view text, std::string_view needle);
+// The connection id in a hallpass log line ("... c=42 ..." -> "42"); "" when absent.
+std::string connection_id(std::string_view log_line);
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read it, close).
 uint16_t free_port();
@@ -179,7 +185,12 @@ class ScriptedOrigin {
         Mode mode = Mode::Respond;
         std::string reply =
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
-        bool close_after_reply = false;  // Respond: close after each reply
+        // Respond: after the first reply send FIN, read until the peer's EOF, record what came
+        // meanwhile (if anything) as one more entry, close.
+        bool close_after_reply = false;
+        // Respond with close_after_reply, ResetMidResponse: wait this long after the reply
+        // before the FIN/RST, so the proxy has surely relayed what was sent.
+        Ms pause_after_reply{0};
     };
     ScriptedOrigin();
     explicit ScriptedOrigin(Options options);
@@ -277,6 +288,8 @@ struct HallpassOptions {
     std::string server_yaml;
     // Names the hosts_file maps to 127.0.0.1. Anything else goes to the DNS stub (NXDOMAIN).
     std::vector<std::string> hosts = {"site.test", "a.test", "b.test", "localhost"};
+    // Raw lines appended to the hosts file ("127.0.0.2 multi.test").
+    std::string extra_hosts;
     DnsStub::Mode dns_mode = DnsStub::Mode::NxDomain;
     std::vector<std::string> listen = {"127.0.0.1:0"};
     int threads = 2;
@@ -332,6 +345,21 @@ struct HttpResponse {
     bool has(std::string_view name) const;
     std::string header(std::string_view name) const;  // "" when absent
 };
+
+// A request as an origin received it (for header-rewriting checks).
+struct HttpRequest {
+    std::string request_line;                                 // "GET /path HTTP/1.1"
+    std::vector<std::pair<std::string, std::string>> fields;  // as received, in order
+    std::string body;                                         // de-chunked when chunked
+    bool chunked = false;
+    // Values of every field named `name` (case-insensitive).
+    std::vector<std::string> values(std::string_view name) const;
+    bool has(std::string_view name) const { return !values(name).empty(); }
+};
+// Parses one complete raw request (head and body); nullopt when malformed or incomplete.
+std::optional<HttpRequest> parse_request(std::string_view raw);
+// Decodes a complete chunked body; nullopt when malformed or incomplete.
+std::optional<std::string> decode_chunked(std::string_view body);
 
 // The status code of a response head ("HTTP/1.1 404 Not Found" -> 404); 0 when malformed.
 int parse_status(std::string_view head);

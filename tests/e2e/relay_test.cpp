@@ -1,0 +1,348 @@
+// Plain HTTP forwarding through hallpass to a real nginx: methods, bodies both ways, keep-alive
+// across hosts, upstream pooling, pipelining, HTTP/1.0 clients and IPv6 listeners.
+#include <doctest/doctest.h>
+
+#include <set>
+
+#include "harness.h"
+
+using namespace hallpass::e2e;
+
+namespace {
+
+std::string port_of(const Nginx& origin) { return std::to_string(origin.port()); }
+
+}  // namespace
+
+TEST_CASE("relay: GET returns the origin's bytes, adds Via and is logged by hallpass") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+    const std::string content = random_bytes(1024, 7);
+    origin.put("1k", content);
+
+    RawClient c(proxy.port());
+    c.send(proxy_get(origin.port(), "/1k", "site.test"));
+    auto r = c.read_final_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == content);
+    CHECK(contains(r->header("via"), "hallpass"));
+
+    REQUIRE(origin.wait_for_accesses(1));
+    auto seen = origin.accesses().at(0);
+    CHECK(seen.request == "GET /1k HTTP/1.1");
+    CHECK(seen.host == "site.test:" + port_of(origin));
+    CHECK(contains(seen.via, "hallpass"));
+
+    auto logged =
+        lines_with(proxy.stderr_text(), "GET http://site.test:" + port_of(origin) + "/1k");
+    REQUIRE(!logged.empty());
+    CHECK(connection_id(logged[0]) != "");
+
+    auto via_curl = curl(proxy.port(), {origin.url("/1k", "site.test")});
+    CHECK(via_curl.exit_code == 0);
+    CHECK(via_curl.out == content);
+}
+
+TEST_CASE("relay: HEAD returns the head only and the connection stays usable") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+    const std::string content = random_bytes(1024, 8);
+    origin.put("1k", content);
+
+    RawClient c(proxy.port());
+    std::string authority = "site.test:" + port_of(origin);
+    c.send("HEAD http://" + authority + "/1k HTTP/1.1\r\nHost: " + authority + "\r\n\r\n");
+    auto head = c.read_final_response(5s, /*head_request=*/true);
+    REQUIRE(head);
+    CHECK(head->status == 200);
+    CHECK(head->header("content-length") == "1024");
+
+    // A body wrongly sent after the HEAD response would be parsed as this response's head.
+    c.send(proxy_get(origin.port(), "/1k", "site.test"));
+    auto get = c.read_final_response();
+    REQUIRE(get);
+    CHECK(get->status == 200);
+    CHECK(get->body == content);
+}
+
+TEST_CASE("relay: POST bodies reach the origin intact") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+    const std::string body = random_bytes(10'000, 9);
+    write_file(dir / "body", body);
+
+    SUBCASE("with Content-Length") {
+        auto r =
+            curl(proxy.port(), {"-H", "Expect:", "--data-binary", "@" + (dir / "body").string(),
+                                origin.url("/echo", "site.test")});
+        CHECK(r.exit_code == 0);
+        CHECK(r.out == body);
+        REQUIRE(origin.wait_for_accesses(1));
+        CHECK(origin.accesses().at(0).request == "POST /echo HTTP/1.1");
+    }
+    SUBCASE("chunked (curl)") {
+        auto r = curl(proxy.port(),
+                      {"-H", "Expect:", "-H", "Transfer-Encoding: chunked", "--data-binary",
+                       "@" + (dir / "body").string(), origin.url("/echo", "site.test")});
+        CHECK(r.exit_code == 0);
+        CHECK(r.out == body);
+    }
+    SUBCASE("chunked with extensions and trailers (raw)") {
+        RawClient c(proxy.port());
+        std::string authority = "site.test:" + port_of(origin);
+        c.send("POST http://" + authority + "/echo HTTP/1.1\r\nHost: " + authority +
+               "\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
+        auto r = c.read_final_response();
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(r->body == "hello world");
+        // The connection is still in sync: the trailer was consumed as part of the body.
+        c.send(proxy_get(origin.port(), "/echo", "site.test"));
+        auto again = c.read_final_response();
+        REQUIRE(again);
+        CHECK(again->status == 200);
+    }
+}
+
+TEST_CASE("relay: 1 MiB bodies are byte-exact in both directions") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+    const std::string mib = random_bytes(1 << 20, 10);
+    origin.put("1m", mib);
+    write_file(dir / "upload", mib);
+
+    SUBCASE("download") {
+        auto r =
+            curl(proxy.port(), {"-o", (dir / "down").string(), origin.url("/1m", "site.test")});
+        CHECK(r.exit_code == 0);
+        CHECK(read_file(dir / "down") == mib);
+
+        RawClient c(proxy.port());
+        c.send(proxy_get(origin.port(), "/1m", "site.test"));
+        auto raw = c.read_final_response(10s);
+        REQUIRE(raw);
+        CHECK(raw->body == mib);
+    }
+    SUBCASE("upload, Content-Length") {
+        auto r =
+            curl(proxy.port(), {"-H", "Expect:", "--data-binary", "@" + (dir / "upload").string(),
+                                "-o", (dir / "echoed").string(), origin.url("/echo", "site.test")});
+        CHECK(r.exit_code == 0);
+        CHECK(read_file(dir / "echoed") == mib);
+    }
+    SUBCASE("upload, chunked") {
+        auto r = curl(proxy.port(), {"-H", "Expect:", "-H", "Transfer-Encoding: chunked",
+                                     "--data-binary", "@" + (dir / "upload").string(), "-o",
+                                     (dir / "echoed").string(), origin.url("/echo", "site.test")});
+        CHECK(r.exit_code == 0);
+        CHECK(read_file(dir / "echoed") == mib);
+    }
+}
+
+TEST_CASE("relay: Expect 100-continue gets its 100 before the body is sent") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+
+    RawClient c(proxy.port());
+    std::string authority = "site.test:" + port_of(origin);
+    c.send("POST http://" + authority + "/echo HTTP/1.1\r\nHost: " + authority +
+           "\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    auto interim = c.read_response(5s);
+    REQUIRE_MESSAGE(interim, "no 100 Continue before the body; got: " << c.buffer());
+    CHECK(interim->status == 100);
+    c.send("hello");
+    auto r = c.read_final_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "hello");
+
+    // curl waits up to --expect100-timeout for the 100; 30 s would blow the --max-time of 15.
+    write_file(dir / "body", random_bytes(100'000, 11));
+    auto via_curl = curl(proxy.port(),
+                         {"-H", "Expect: 100-continue", "--expect100-timeout", "30",
+                          "--data-binary", "@" + (dir / "body").string(), "-o",
+                          (dir / "echoed").string(), origin.url("/echo", "site.test")},
+                         16s);
+    CHECK(via_curl.exit_code == 0);
+    CHECK(read_file(dir / "echoed") == read_file(dir / "body"));
+}
+
+TEST_CASE("relay: one client connection carries requests to two different hosts") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+    origin.put("a", "from-a");
+    origin.put("b", "from-b");
+
+    auto r = curl(proxy.port(), {"-w", "[%{num_connects}]", origin.url("/a", "a.test"),
+                                 origin.url("/b", "b.test"), origin.url("/a", "b.test")});
+    CHECK(r.exit_code == 0);
+    // One TCP connect by curl to the proxy, reused for the second and third request.
+    CHECK(r.out == "from-a[1]from-b[0]from-a[0]");
+
+    REQUIRE(origin.wait_for_accesses(3));
+    auto seen = origin.accesses();
+    CHECK(seen[0].host == "a.test:" + port_of(origin));
+    CHECK(seen[1].host == "b.test:" + port_of(origin));
+    CHECK(seen[2].host == "b.test:" + port_of(origin));
+
+    auto log = proxy.stderr_text();
+    auto a = lines_with(log, "GET http://a.test:" + port_of(origin) + "/a");
+    auto b = lines_with(log, "GET http://b.test:" + port_of(origin) + "/b");
+    REQUIRE(!a.empty());
+    REQUIRE(!b.empty());
+    CHECK(connection_id(a[0]) != "");
+    for (const auto& line : b) CHECK(connection_id(line) == connection_id(a[0]));
+}
+
+TEST_CASE("relay: idle upstream connections are pooled and reused") {
+    TempDir dir;
+    Nginx origin(dir);
+    HallpassOptions opts;
+    opts.threads = 1;  // the pool is per worker
+    Hallpass proxy(dir, opts);
+    origin.put("1k", std::string(1024, 'p'));
+
+    SUBCASE("across client connections") {
+        const int requests = 4;
+        for (int i = 0; i < requests; ++i) {
+            auto r = curl(proxy.port(), {origin.url("/1k", "site.test")});
+            REQUIRE(r.exit_code == 0);
+        }
+        REQUIRE(origin.wait_for_accesses(requests));
+        std::set<long> connections;
+        for (const auto& a : origin.accesses()) connections.insert(a.connection);
+        CHECK_MESSAGE(connections.size() < requests, "origin saw " << connections.size()
+                                                                   << " connections for "
+                                                                   << requests << " requests:\n"
+                                                                   << origin.access_log());
+    }
+    SUBCASE("on one client connection") {
+        auto r = curl(proxy.port(), {"-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                                     origin.url("/1k", "site.test"), origin.url("/1k", "site.test"),
+                                     origin.url("/1k", "site.test")});
+        REQUIRE(r.exit_code == 0);
+        REQUIRE(origin.wait_for_accesses(3));
+        auto seen = origin.accesses();
+        CHECK(seen[0].connection == seen[2].connection);
+        CHECK(seen[2].connection_requests == 3);
+    }
+}
+
+TEST_CASE("relay: a pooled connection the origin closed is not handed out") {
+    TempDir dir;
+    ScriptedOrigin::Options o;
+    o.close_after_reply = true;  // replies with Content-Length, then closes while idle
+    ScriptedOrigin origin(o);
+    HallpassOptions opts;
+    opts.threads = 1;
+    Hallpass proxy(dir, opts);
+
+    for (int i = 0; i < 3; ++i) {
+        RawClient c(proxy.port());
+        c.send(proxy_get(origin.port(), "/n" + std::to_string(i)));
+        auto r = c.read_final_response();
+        REQUIRE_MESSAGE(r, "request " << i << " got no response");
+        CHECK_MESSAGE(r->status == 200, "request " << i << ":\n" << r->head);
+        CHECK(r->body == "ok");
+        std::this_thread::sleep_for(100ms);  // lets the origin's FIN arrive at the idle pool
+    }
+    CHECK(origin.connections() == 3);
+}
+
+TEST_CASE("relay: pipelined requests are answered in order") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+    const std::string p1 = random_bytes(200'000, 1), p2 = "tiny", p3 = random_bytes(50'000, 3);
+    origin.put("p1", p1);
+    origin.put("p2", p2);
+    origin.put("p3", p3);
+
+    RawClient c(proxy.port());
+    c.send(proxy_get(origin.port(), "/p1", "a.test") + proxy_get(origin.port(), "/p2", "b.test") +
+           proxy_get(origin.port(), "/p3", "a.test"));
+    for (const std::string* expected : {&p1, &p2, &p3}) {
+        auto r = c.read_final_response(10s);
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(r->body.size() == expected->size());
+        CHECK(r->body == *expected);
+    }
+}
+
+TEST_CASE("relay: HTTP/1.0 clients") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+    const std::string content = random_bytes(5000, 4);
+    origin.put("5k", content);
+    std::string authority = "site.test:" + port_of(origin);
+
+    SUBCASE("without keep-alive: one response, then the proxy closes") {
+        RawClient c(proxy.port());
+        c.send("GET http://" + authority + "/5k HTTP/1.0\r\n\r\n");
+        auto r = c.read_final_response();
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(r->body == content);
+        CHECK(parse_status(r->head) == 200);
+        CHECK(c.wait_closed(3s));
+    }
+    SUBCASE("with keep-alive: the connection carries a second request") {
+        RawClient c(proxy.port());
+        std::string request =
+            "GET http://" + authority + "/5k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+        c.send(request);
+        auto r1 = c.read_final_response();
+        REQUIRE(r1);
+        CHECK(r1->status == 200);
+        CHECK(r1->body == content);
+        CHECK(r1->has("content-length"));  // 1.0 has no chunked: a kept-alive body needs a length
+        c.send(request);
+        auto r2 = c.read_final_response();
+        REQUIRE(r2);
+        CHECK(r2->body == content);
+    }
+}
+
+TEST_CASE("relay: many concurrent clients are all served") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+    origin.put("1k", std::string(1024, 'c'));
+
+    auto r = curl(proxy.port(),
+                  {"-Z", "--parallel-max", "20", "-w", "%{http_code}\\n", "-o",
+                   (dir / "out_#1").string(), origin.url("/1k?[1-60]", "site.test")},
+                  30s);
+    CHECK(r.exit_code == 0);
+    CHECK(count_of(r.out, "200\n") == 60);
+    CHECK(origin.wait_for_accesses(60));
+}
+
+TEST_CASE("relay: an IPv6 loopback listener serves requests") {
+    TempDir dir;
+    Nginx origin(dir);
+    origin.put("1k", std::string(1024, '6'));
+    HallpassOptions opts;
+    opts.listen = {"[::1]:0", "127.0.0.1:0"};
+    Hallpass proxy(dir, opts);
+    CHECK(proxy.wait_for_log("listening on [::1]:"));
+
+    for (uint16_t port : proxy.ports()) {
+        bool v6 = contains(proxy.stderr_text(), "[::1]:" + std::to_string(port));
+        RawClient c(port, v6 ? "::1" : "127.0.0.1");
+        c.send(proxy_get(origin.port(), "/1k", "site.test"));
+        auto r = c.read_final_response();
+        REQUIRE(r);
+        CHECK(r->body == std::string(1024, '6'));
+    }
+}
