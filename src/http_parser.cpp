@@ -102,6 +102,20 @@ Line find_line(std::string_view bytes, size_t pos, size_t max_len) {
     return {LineStatus::Incomplete, {}, 0};
 }
 
+// True when an unfinished line already holds a byte no valid line may hold: a control byte (HTAB
+// only where `allow_tab`), DEL, or a CR that is not the last byte (it may still precede LF). Lets
+// binary garbage, such as a TLS ClientHello sent to the plain port, fail at once instead of
+// waiting for a line end that may never come.
+bool partial_line_invalid(std::string_view partial, bool allow_tab) {
+    for (size_t i = 0; i < partial.size(); ++i) {
+        const auto c = static_cast<unsigned char>(partial[i]);
+        if (c == '\r' && i + 1 == partial.size()) continue;
+        if (c == '\t' && allow_tab) continue;
+        if (c < 0x20 || c == 0x7f) return true;
+    }
+    return false;
+}
+
 // RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive. Other 1-digit versions
 // are well-formed but unsupported (505); anything else is a syntax error.
 HeadStatus parse_version(std::string_view v, int& minor) {
@@ -249,6 +263,9 @@ HeadParse<Head> parse_head(std::string_view bytes, const ParseLimits& limits,
         if (start.status == LineStatus::Found || bytes.size() > max_head) {
             return fail<Head>(HeadStatus::HeadersTooLarge, "head too large");
         }
+        if (partial_line_invalid(bytes.substr(pos), false)) {
+            return fail<Head>(HeadStatus::Malformed, "control character in the start line");
+        }
         return out;  // Incomplete
     }
     if (!parse_start_line(start.text, out)) return out;
@@ -258,6 +275,9 @@ HeadParse<Head> parse_head(std::string_view bytes, const ParseLimits& limits,
     for (;;) {
         const Line line = find_line(bytes, pos, max_head);
         if (line.status == LineStatus::Incomplete && bytes.size() <= max_head) {
+            if (partial_line_invalid(bytes.substr(pos), true)) {
+                return fail<Head>(HeadStatus::Malformed, "control character in a header field");
+            }
             out.head = Head();
             return out;  // Incomplete
         }

@@ -525,3 +525,22 @@ TEST_CASE("http_parser: response framing follows RFC 9112 section 6.3") {
         }
     }
 }
+
+TEST_CASE("http_parser: binary garbage fails before any line end arrives") {
+    const ParseLimits limits;
+    const std::string_view rows[] = {
+        std::string_view("\x16\x03\x01\x02\x00\x01\x00", 7),  // TLS ClientHello start
+        std::string_view("GET\x00", 4),
+        "GET http://a/ HTTP/1.1\r\nX-A: b\x01",
+        "GET / HTTP/1.1\rX",
+    };
+    for (std::string_view row : rows) {
+        SUBCASE(std::string(row).c_str()) {
+            CHECK(parse_request_head(row, limits).status == HeadStatus::Malformed);
+        }
+    }
+    // A CR at the end may still be followed by LF; a tab is fine in a field value.
+    CHECK(parse_request_head("GET / HTTP/1.1\r", limits).status == HeadStatus::Incomplete);
+    CHECK(parse_request_head("GET / HTTP/1.1\r\nX-A: a\tb", limits).status ==
+          HeadStatus::Incomplete);
+}
