@@ -717,7 +717,8 @@ void Nginx::write_config() {
     conf += "http {\n";
     conf +=
         "    log_format e2e '$connection $connection_requests $status $body_bytes_sent "
-        "$request_length \"$request\" \"$http_host\" \"$http_via\" \"$http_connection\"';\n";
+        "$request_length \"$request\" \"$http_host\" \"$http_via\" \"$http_connection\" "
+        "\"$scheme\"';\n";
     conf += "    access_log " + r + "/access.log e2e;\n";
     for (const char* t : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"})
         conf += std::string("    ") + t + "_temp_path " + r + "/tmp/" + t + ";\n";
@@ -801,6 +802,7 @@ std::vector<Nginx::Access> Nginx::accesses() const {
             a.via = quoted[2] == "-" ? "" : quoted[2];
             a.connection_header = quoted[3] == "-" ? "" : quoted[3];
         }
+        if (quoted.size() >= 5) a.scheme = quoted[4];
         out.push_back(a);
     }
     return out;

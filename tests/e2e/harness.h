@@ -261,6 +261,7 @@ class Nginx {
         std::string host;         // Host header
         std::string via;          // Via header
         std::string connection_header;
+        std::string scheme;  // "http" or "https"
     };
     std::vector<Access> accesses() const;
     // Waits until at least `n` access lines exist.

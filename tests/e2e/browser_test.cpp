@@ -1,0 +1,157 @@
+// A real browser through hallpass: headless Chromium loads a page with a stylesheet, a script
+// and an image from nginx, over HTTP and over HTTPS via CONNECT. The page's own JavaScript
+// writes markers into the DOM only when the sub-resources really loaded (and the CSS applied);
+// the test reads them from --dump-dom and checks that hallpass itself saw the requests. The
+// host name site.test is known only to hallpass's hosts_file, so Chromium cannot go direct.
+#include <doctest/doctest.h>
+
+#include <set>
+
+#include "harness.h"
+
+using namespace hallpass::e2e;
+
+namespace {
+
+const char* const kChromium = "/usr/bin/chromium";
+
+const char* const kIndex = R"html(<!doctype html>
+<html><head><title>hallpass e2e</title>
+<link rel="stylesheet" href="style.css">
+<script>
+function mark(what, text) {
+  var p = document.createElement('p');
+  p.id = what + '-marker';
+  p.textContent = text;
+  document.getElementById('markers').appendChild(p);
+}
+</script>
+</head><body>
+<h1 id="title">hallpass browser test</h1>
+<div id="markers"></div>
+<img id="pixel" src="pixel.png" onload="mark('img', 'img-' + 'ok ' + this.naturalWidth)">
+<script src="app.js"></script>
+</body></html>
+)html";
+
+// Markers are assembled at run time, so the page source alone never contains them.
+const char* const kScript =
+    "mark('js', 'js-' + 'ok css=' + getComputedStyle(document.getElementById('title')).color);\n"
+    "mark('scheme', 'loaded over ' + location.protocol);\n";
+const char* const kStyle =
+    "#title { color: rgb(1, 2, 3); }\n"
+    "#pixel { width: 48px; height: 48px; }\n";
+
+void fill_site(const Nginx& origin) {
+    origin.put("b/index.html", kIndex);
+    origin.put("b/app.js", kScript);
+    origin.put("b/style.css", kStyle);
+    origin.put("b/pixel.png", tiny_png());
+}
+
+// Runs headless Chromium through the proxy with `mode` (--dump-dom or --screenshot=...).
+RunResult chromium(const TempDir& dir, uint16_t proxy_port, const std::vector<std::string>& mode,
+                   const std::string& url) {
+    static int profile = 0;
+    fs::path profile_dir = dir / ("chromium-profile-" + std::to_string(profile++));
+    fs::create_directories(profile_dir);
+    std::vector<std::string> argv = {"env",
+                                     "HOME=" + dir.path().string(),
+                                     kChromium,
+                                     "--headless",
+                                     "--no-sandbox",
+                                     "--disable-gpu",
+                                     "--disable-quic",
+                                     "--no-first-run",
+                                     "--disable-background-networking",
+                                     "--disable-component-update",
+                                     "--disable-sync",
+                                     "--disable-dev-shm-usage",
+                                     "--ignore-certificate-errors",
+                                     "--user-data-dir=" + profile_dir.string(),
+                                     "--proxy-server=127.0.0.1:" + std::to_string(proxy_port)};
+    argv.insert(argv.end(), mode.begin(), mode.end());
+    argv.push_back(url);
+    return run(argv, 60s, /*own_process_group=*/true);
+}
+
+void check_markers(const RunResult& r) {
+    INFO("chromium stderr (tail): " << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0));
+    INFO("dom: " << r.out);
+    CHECK_FALSE(r.timed_out);
+    CHECK(r.exit_code == 0);
+    CHECK(contains(r.out, "<p id=\"js-marker\">js-ok css=rgb(1, 2, 3)</p>"));
+    CHECK(contains(r.out, "<p id=\"img-marker\">img-ok 1</p>"));
+}
+
+void check_scheme(const RunResult& r, std::string_view scheme) {
+    CHECK(contains(r.out, "<p id=\"scheme-marker\">loaded over " + std::string(scheme) + ":</p>"));
+}
+
+bool is_png(const std::string& bytes) { return bytes.substr(0, 8) == "\x89PNG\r\n\x1a\n"; }
+
+}  // namespace
+
+TEST_CASE("browser: headless Chromium renders a page with sub-resources over HTTP") {
+    REQUIRE_MESSAGE(fs::exists(kChromium), "chromium is not installed (scripts/test installs it)");
+    TempDir dir;
+    Nginx origin(dir);
+    fill_site(origin);
+    Hallpass proxy(dir);
+    std::string base = origin.url("/b/", "site.test");
+
+    auto dom = chromium(dir, proxy.port(), {"--dump-dom"}, base + "index.html");
+    check_markers(dom);
+    check_scheme(dom, "http");
+
+    auto log = proxy.stderr_text();
+    for (const char* file : {"index.html", "style.css", "app.js", "pixel.png"})
+        CHECK_MESSAGE(!lines_with(log, "GET " + base + file).empty(),
+                      "hallpass did not log " << file);
+
+    fs::path shot = artifacts_dir() / "browser_http.png";
+    fs::remove(shot);
+    auto r =
+        chromium(dir, proxy.port(), {"--screenshot=" + shot.string(), "--window-size=1280,800"},
+                 base + "index.html");
+    CHECK(r.exit_code == 0);
+    CHECK(is_png(read_file(shot)));
+}
+
+TEST_CASE("browser: headless Chromium renders the same page over HTTPS through CONNECT") {
+    REQUIRE_MESSAGE(fs::exists(kChromium), "chromium is not installed (scripts/test installs it)");
+    TempDir dir;
+    NginxOptions no;
+    no.tls = true;
+    Nginx origin(dir, no);
+    fill_site(origin);
+    HallpassOptions opts;
+    opts.server_yaml = "connect_ports: [443, " + std::to_string(origin.tls_port()) + "]";
+    Hallpass proxy(dir, opts);
+    std::string authority = "site.test:" + std::to_string(origin.tls_port());
+    std::string base = "https://" + authority + "/b/";
+
+    auto dom = chromium(dir, proxy.port(), {"--dump-dom"}, base + "index.html");
+    check_markers(dom);
+    check_scheme(dom, "https");
+
+    auto connects = lines_with(proxy.stderr_text(), "CONNECT " + authority);
+    CHECK_MESSAGE(!connects.empty(), "hallpass did not log CONNECT " << authority);
+    // The requests inside the tunnel reached nginx over TLS.
+    std::set<std::string> https_requests;
+    for (const auto& a : origin.accesses())
+        if (a.scheme == "https") https_requests.insert(a.request);
+    for (const char* file : {"index.html", "style.css", "app.js", "pixel.png"})
+        CHECK_MESSAGE(https_requests.count(std::string("GET /b/") + file + " HTTP/1.1") == 1,
+                      "nginx did not serve " << file << " over https:\n"
+                                             << origin.access_log());
+
+    fs::path shot = artifacts_dir() / "browser_https.png";
+    fs::remove(shot);
+    auto r =
+        chromium(dir, proxy.port(), {"--screenshot=" + shot.string(), "--window-size=1280,800"},
+                 base + "index.html");
+    CHECK(r.exit_code == 0);
+    CHECK(is_png(read_file(shot)));
+    CHECK(read_file(shot).size() > 1000);
+}
