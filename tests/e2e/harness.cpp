@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -897,7 +898,17 @@ Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
     }
 }
 
-Hallpass::~Hallpass() = default;
+Hallpass::~Hallpass() {
+    process_->kill_and_wait();
+    // A sanitizer build reports some errors (UBSan) without aborting: fail the test on them.
+    std::string log = stderr_text();
+    for (const char* marker : {"runtime error:", "AddressSanitizer", "LeakSanitizer"}) {
+        if (auto lines = lines_with(log, marker); !lines.empty()) {
+            FAIL_CHECK("hallpass sanitizer report: " << lines[0]);
+            break;
+        }
+    }
+}
 
 std::string Hallpass::proxy_url() const { return "http://127.0.0.1:" + std::to_string(port()); }
 

@@ -299,7 +299,8 @@ struct HallpassOptions {
 };
 
 // Starts hallpass -c <temp>/hallpass.yaml --listen ... and waits (10 s) for its "listening on"
-// lines. Throws (with its stderr) when it exits or does not listen in time.
+// lines. Throws (with its stderr) when it exits or does not listen in time. The destructor
+// kills it and fails the running test if its stderr holds a sanitizer report.
 class Hallpass {
   public:
     explicit Hallpass(const TempDir& dir, HallpassOptions options = {});
