@@ -705,6 +705,7 @@ Nginx::~Nginx() = default;
 void Nginx::write_config() {
     const std::string r = root_.string();
     std::string listen = "        listen 127.0.0.1:" + std::to_string(port_) + ";\n";
+    if (options_.ipv6) listen += "        listen [::1]:" + std::to_string(port_) + ";\n";
     if (options_.tls) {
         listen += "        listen 127.0.0.1:" + std::to_string(tls_port_) + " ssl;\n";
         listen += "        ssl_certificate " + r + "/cert.pem;\n";

@@ -228,6 +228,7 @@ class ScriptedOrigin {
 
 struct NginxOptions {
     bool tls = false;          // also serve HTTPS (self-signed CN=site.test) on tls_port()
+    bool ipv6 = false;         // also listen on [::1] (same ports)
     std::string extra_server;  // directives added to every server block
     std::string extra_http;    // directives added to the http block
 };

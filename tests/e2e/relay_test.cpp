@@ -266,16 +266,80 @@ TEST_CASE("relay: pipelined requests are answered in order") {
     origin.put("p2", p2);
     origin.put("p3", p3);
 
+    const std::string posted = random_bytes(30'000, 2);
+    std::string authority = "b.test:" + port_of(origin);
+    std::string post = "POST http://" + authority + "/echo HTTP/1.1\r\nHost: " + authority +
+                       "\r\nContent-Length: " + std::to_string(posted.size()) + "\r\n\r\n" + posted;
+
     RawClient c(proxy.port());
     c.send(proxy_get(origin.port(), "/p1", "a.test") + proxy_get(origin.port(), "/p2", "b.test") +
-           proxy_get(origin.port(), "/p3", "a.test"));
-    for (const std::string* expected : {&p1, &p2, &p3}) {
+           post + proxy_get(origin.port(), "/p3", "a.test"));
+    for (const std::string* expected : {&p1, &p2, &posted, &p3}) {
         auto r = c.read_final_response(10s);
         REQUIRE(r);
         CHECK(r->status == 200);
         CHECK(r->body.size() == expected->size());
         CHECK(r->body == *expected);
     }
+}
+
+TEST_CASE("relay: a client's Connection: close ends the connection after the response") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir);
+    origin.put("1k", "ok");
+
+    RawClient c(proxy.port());
+    c.send(proxy_get(origin.port(), "/1k", "site.test", "Connection: close\r\n"));
+    auto r = c.read_final_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "ok");
+    CHECK(c.wait_closed(3s));
+}
+
+TEST_CASE("relay: a long keep-alive session on one client connection") {
+    TempDir dir;
+    Nginx origin(dir);
+    HallpassOptions opts;
+    opts.threads = 1;
+    Hallpass proxy(dir, opts);
+    origin.put("1k", std::string(1024, 'k'));
+
+    auto r = curl(proxy.port(),
+                  {"-w", "%{num_connects}\n", "-o", (dir / "out_#1").string(),
+                   origin.url("/1k?[1-300]", "site.test")},
+                  30s);
+    CHECK(r.exit_code == 0);
+    CHECK(count_of(r.out, "\n") == 300);
+    CHECK(count_of(r.out, "1\n") == 1);  // one connect, 299 reuses
+    REQUIRE(origin.wait_for_accesses(300));
+    std::set<long> connections;
+    for (const auto& a : origin.accesses()) {
+        connections.insert(a.connection);
+        CHECK(a.status == 200);
+    }
+    CHECK(connections.size() <= 2);
+}
+
+TEST_CASE("relay: an IPv6 literal in the URI is used without DNS") {
+    TempDir dir;
+    NginxOptions no;
+    no.ipv6 = true;
+    Nginx origin(dir, no);
+    origin.put("1k", "v6");
+    Hallpass proxy(dir);
+    std::string authority = "[::1]:" + port_of(origin);
+
+    RawClient c(proxy.port());
+    c.send("GET http://" + authority + "/1k HTTP/1.1\r\nHost: " + authority + "\r\n\r\n");
+    auto r = c.read_final_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "v6");
+    REQUIRE(origin.wait_for_accesses(1));
+    CHECK(origin.accesses()[0].host == authority);
+    CHECK(proxy.dns().queries() == 0);
 }
 
 TEST_CASE("relay: HTTP/1.0 clients") {
@@ -310,6 +374,17 @@ TEST_CASE("relay: HTTP/1.0 clients") {
         auto r2 = c.read_final_response();
         REQUIRE(r2);
         CHECK(r2->body == content);
+    }
+    SUBCASE("a chunked origin response reaches a 1.0 client without chunked coding") {
+        // nginx's echo answers chunked; RFC 9112 §6.1: never send chunked to a 1.0 recipient.
+        RawClient c(proxy.port());
+        c.send("POST http://" + authority +
+               "/echo HTTP/1.0\r\nContent-Length: 11\r\n\r\nhello 1.0 !");
+        auto r = c.read_final_response();
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK_FALSE(contains(r->header("transfer-encoding"), "chunked"));
+        CHECK(r->body == "hello 1.0 !");
     }
 }
 
