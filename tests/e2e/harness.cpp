@@ -609,10 +609,15 @@ void ScriptedOrigin::serve(int fd) {
         }
     };
     // Reads more bytes into buf; false on EOF, error or stop.
+    bool peer_closed = false;
     auto read_more = [&] {
         if (!wait_readable()) return false;
         ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-        if (n <= 0) return false;
+        if (n <= 0) {
+            if (!peer_closed && !stopping_) closed_by_peer_++;
+            peer_closed = true;
+            return false;
+        }
         buf.append(chunk, static_cast<size_t>(n));
         return true;
     };

@@ -200,6 +200,8 @@ class ScriptedOrigin {
 
     uint16_t port() const { return port_; }
     size_t connections() const { return connections_.load(); }
+    // Connections the peer (hallpass) closed or reset, as opposed to ones we closed.
+    size_t closed_by_peer() const { return closed_by_peer_.load(); }
     // Raw bytes of each request received (head and body), in arrival order.
     std::vector<std::string> requests() const;
     // Waits until at least `n` requests were recorded.
@@ -216,6 +218,7 @@ class ScriptedOrigin {
     uint16_t port_ = 0;
     std::atomic<bool> stopping_{false};
     std::atomic<size_t> connections_{0};
+    std::atomic<size_t> closed_by_peer_{0};
     mutable std::mutex mu_;
     std::vector<std::string> requests_;
     std::vector<int> conn_fds_;
