@@ -385,7 +385,7 @@ class RawClient {
     RawClient(const RawClient&) = delete;
     RawClient& operator=(const RawClient&) = delete;
 
-    // Tries to connect once; nullopt-like failure is reported as errno (0 = connected).
+    // Connects once and closes again: 0 when it connected, else ECONNREFUSED, ETIMEDOUT or EIO.
     static int try_connect(uint16_t port, std::string host = "127.0.0.1", Ms timeout = 2s);
 
     int fd() const { return fd_; }
