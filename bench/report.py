@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Turn bench/run's samples into the markdown report: medians over rounds, ratios to direct nginx,
+hallpass's targets (from issue 2) met or missed, every round's values, and the notes.
+
+usage: report.py RAW.tsv META.txt NOTES.txt > results.md
+RAW.tsv rows are: round, target, metric, value. Ratio = median(proxy) / median(direct).
+"""
+import collections
+import statistics
+import sys
+
+TARGETS = ["direct", "hallpass", "squid", "tinyproxy", "tinyproxy_quiet"]
+NAMES = {"direct": "direct nginx", "hallpass": "hallpass", "squid": "Squid",
+         "tinyproxy": "tinyproxy", "tinyproxy_quiet": "tinyproxy (quiet)"}
+
+# (label, metric, scale, ratio target for hallpass or None, absolute limit or None)
+# A ratio target ">=x" means median(hallpass)/median(direct) >= x; "<=x" the other way.
+ROWS = [
+    ("GET /1k keep-alive: requests/s", "ka.rps", 1, (">=", 0.5), None),
+    ("keep-alive: p50 latency, ms", "ka.p50_us", 1e-3, None, None),
+    ("keep-alive: p99 latency, ms", "ka.p99_us", 1e-3, ("<=", 2.0), None),
+    ("GET /1k Connection: close: requests/s", "close.rps", 1, (">=", 0.6), None),
+    ("Connection: close: p50 latency, ms", "close.p50_us", 1e-3, None, None),
+    ("Connection: close: p99 latency, ms", "close.p99_us", 1e-3, ("<=", 2.0), None),
+    ("{mib} MiB via CONNECT tunnel (TLS): MB/s", "dl_tunnel.mbps", 1, (">=", 0.8), None),
+    ("{mib} MiB plain proxied GET: MB/s", "dl_plain.mbps", 1, (">=", 0.8), None),
+    ("RSS per idle CONNECT tunnel, KiB", "idle_tunnel.kib_per_conn", 1, None, 8.0),
+    ("RSS per half-sent request head, KiB", "idle_head.kib_per_conn", 1, None, 6.0),
+]
+
+ERROR_KEYS = ["errors_connect", "errors_read", "errors_write", "errors_status", "errors_timeout"]
+
+
+def load(raw_path):
+    samples = collections.defaultdict(list)  # (target, metric) -> [(round, value)]
+    with open(raw_path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 4:
+                continue
+            rnd, target, metric, value = parts
+            try:
+                samples[(target, metric)].append((int(rnd), float(value)))
+            except ValueError:
+                continue
+    return samples
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def median(samples, target, metric, scale=1):
+    vals = [v for _, v in samples.get((target, metric), [])]
+    return statistics.median(vals) * scale if vals else None
+
+
+def verdict(row, samples):
+    label, metric, scale, ratio_target, limit = row
+    hp = median(samples, "hallpass", metric, scale)
+    if hp is None:
+        return "no data"
+    if limit is not None:
+        ok = hp <= limit
+        return f"≤ {fmt(limit)} KiB: **{'met' if ok else 'missed'}**" + (
+            "" if ok else f" ({hp / limit:.1f}× the limit)")
+    if ratio_target is None:
+        return ""
+    op, want = ratio_target
+    direct = median(samples, "direct", metric, scale)
+    if not direct:
+        return "no direct data"
+    ratio = hp / direct
+    ok = ratio >= want if op == ">=" else ratio <= want
+    sign = "≥" if op == ">=" else "≤"
+    return f"{sign} {want}×: **{'met' if ok else 'missed'}** ({ratio:.2f}×)"
+
+
+def main():
+    raw, meta_path, notes_path = sys.argv[1:4]
+    samples = load(raw)
+    meta = {}
+    with open(meta_path) as f:
+        for line in f:
+            if "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                meta[k] = v
+    with open(notes_path) as f:
+        notes = [line.rstrip("\n") for line in f if line.strip()]
+    mib = meta.get("download_mib", "?")
+    out = []
+    w = out.append
+
+    w(f"# hallpass benchmark ({meta.get('mode', '?')} run, {meta.get('date', '?')})")
+    w("")
+    w(f"- machine: {meta.get('nproc')} cores, {meta.get('cpu')}, kernel {meta.get('kernel')}; "
+      "wrk, nginx and the proxy share the cores")
+    w(f"- {meta.get('rounds')} interleaved round(s), each value the median over rounds; wrk: "
+      f"{meta.get('wrk')}; download {mib} MiB; {meta.get('idle_count')} idle connections; "
+      f"{meta.get('elapsed_s')} s of measuring, of which {meta.get('quiet_wait_s', '?')} s waiting "
+      "for other processes to leave the CPU")
+    w(f"- hallpass {meta.get('hallpass')}; nginx {meta.get('nginx')}, Squid {meta.get('squid')}, "
+      f"tinyproxy {meta.get('tinyproxy')}, wrk {meta.get('wrk')}, curl {meta.get('curl')}")
+    w("- cells: median (ratio to direct nginx); RSS rows are absolute; tinyproxy's RSS is "
+      "measured once, on the quiet setup (logging does not change it)")
+    w("")
+    w("| measure | " + " | ".join(NAMES[t] for t in TARGETS) + " | hallpass target |")
+    w("| --- |" + " ---: |" * len(TARGETS) + " --- |")
+    for row in ROWS:
+        label, metric, scale, _, _ = row
+        direct = median(samples, "direct", metric, scale)
+        cells = []
+        for t in TARGETS:
+            v = median(samples, t, metric, scale)
+            if v is not None and direct and t != "direct":
+                cells.append(f"{fmt(v)} ({v / direct:.2f}×)")
+            else:
+                cells.append(fmt(v))
+        w(f"| {label.format(mib=mib)} | " + " | ".join(cells) + f" | {verdict(row, samples)} |")
+    w("")
+
+    w("## Every round")
+    w("")
+    w("| measure | " + " | ".join(NAMES[t] for t in TARGETS) + " |")
+    w("| --- |" + " ---: |" * len(TARGETS))
+    for label, metric, scale, _, _ in ROWS:
+        cells = []
+        for t in TARGETS:
+            vals = sorted(samples.get((t, metric), []))
+            cells.append(" / ".join(fmt(v * scale) for _, v in vals) if vals else "–")
+        w(f"| {label.format(mib=mib)} | " + " | ".join(cells) + " |")
+    w("")
+
+    w("## wrk errors and origin connections (summed over rounds)")
+    w("")
+    w("Origin connections: how many TCP connections nginx accepted during the runs; a proxy that")
+    w("reuses upstream connections stays near 50 per keep-alive run.")
+    w("")
+    w("| scenario | target | requests | connect | read | write | status > 399 | timeout "
+      "| origin connections |")
+    w("| --- | --- |" + " ---: |" * 7)
+    for scen in ("ka", "close"):
+        for t in TARGETS:
+            total = lambda k: sum(v for _, v in samples.get((t, f"{scen}.{k}"), []))
+            if not samples.get((t, f"{scen}.requests")):
+                continue
+            w(f"| {scen} | {NAMES[t]} | {total('requests'):,.0f} | " +
+              " | ".join(f"{total(k):,.0f}" for k in ERROR_KEYS) +
+              f" | {total('origin_conns'):,.0f} |")
+    w("")
+
+    w("## CPU used by other processes during each wrk run (% of one core, per round)")
+    w("")
+    w("Anything above ~20 % means another session was compiling or testing on the same 2 cores.")
+    w("")
+    w("| scenario | " + " | ".join(NAMES[t] for t in TARGETS) + " |")
+    w("| --- |" + " ---: |" * len(TARGETS))
+    for scen, label in (("ka", "keep-alive"), ("close", "Connection: close")):
+        cells = []
+        for t in TARGETS:
+            vals = sorted(samples.get((t, f"{scen}.foreign_pct"), []))
+            cells.append(" / ".join(f"{v:.0f}" for _, v in vals) if vals else "–")
+        w(f"| {label} | " + " | ".join(cells) + " |")
+    w("")
+
+    w("## Idle connections: what was held")
+    w("")
+    w("| proxy | mode | opened (per round) | descriptors added | RSS before, KiB |")
+    w("| --- | --- | --- | --- | --- |")
+    for t in TARGETS[1:]:
+        for mode in ("tunnel", "head"):
+            opened = sorted(samples.get((t, f"idle_{mode}.opened"), []))
+            if not opened:
+                continue
+            fds = sorted(samples.get((t, f"idle_{mode}.fds_added"), []))
+            before = sorted(samples.get((t, f"idle_{mode}.rss_before_kib"), []))
+            w(f"| {NAMES[t]} | {mode} | " + " / ".join(fmt(v) for _, v in opened) + " | " +
+              " / ".join(fmt(v) for _, v in fds) + " | " +
+              " / ".join(fmt(v) for _, v in before) + " |")
+    w("")
+
+    w("## Notes")
+    w("")
+    if notes:
+        for n in notes:
+            w(f"- {n}")
+    else:
+        w("- none: no wrk errors, no failed checks, no proxy died")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
