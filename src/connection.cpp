@@ -421,19 +421,30 @@ void Connection::handle_request() {
         reply_error(400, "ambiguous or invalid message framing (Content-Length/Transfer-Encoding)");
         return;
     }
+    const Header* host = find_header(req_.headers, "host");
+    if (!host && req_.version_minor >= 1) {
+        reply_error(400, "HTTP/1.1 requests need a Host header (RFC 9112 section 3.2)");
+        return;
+    }
+    // The scheme first: file:/// has no authority, yet the right answer is "not supported".
+    if (size_t colon = req_.target.find("://"); colon != std::string::npos && colon > 0) {
+        std::string scheme = req_.target.substr(0, colon);
+        std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (scheme != "http") {
+            reply_error(501, "hallpass relays http:// URLs; " + scheme +
+                                 ":// is not supported (HTTPS goes through CONNECT)");
+            return;
+        }
+    }
     auto uri = parse_absolute_uri(req_.target);
     if (!uri) {
         reply_error(400, "bad request target: " + uri.error().message);
         return;
     }
-    if (uri->scheme != "http") {
-        reply_error(501, "hallpass relays http:// URLs; " + uri->scheme + "://" +
-                             " is not supported (HTTPS goes through CONNECT)");
-        return;
-    }
     // The absolute-form target decides where the request goes (RFC 9112 §3.2.2); a Host header
     // that is not even a valid host is a sign of an attempt to confuse someone along the path.
-    if (const Header* host = find_header(req_.headers, "host")) {
+    if (host) {
         if (!parse_authority(host->value, false, 80)) {
             reply_error(400, "invalid Host header");
             return;
@@ -787,7 +798,9 @@ void Connection::pump_response_body() {
                 uint64_t moved = 0;
                 PumpStatus s = pump_chunked(in, out, resp_chunked_, dechunk_, &moved);
                 if (s == PumpStatus::Error) {
-                    finish("bad chunked response body from upstream");
+                    LOG_DEBUG("c=%llu bad chunked response body from upstream",
+                              static_cast<unsigned long long>(id_));
+                    abort_response();
                     return;
                 }
                 if (s == PumpStatus::Done) resp_done_ = true;
@@ -862,14 +875,16 @@ void Connection::on_upstream_closed(bool error) {
                                        " closed the connection before answering");
         return;
     }
-    finish(error ? "upstream reset mid-response" : "upstream closed mid-response");
+    LOG_DEBUG("c=%llu %s", static_cast<unsigned long long>(id_),
+              error ? "upstream reset mid-response" : "upstream closed mid-response");
+    abort_response();
 }
 
 void Connection::fail_upstream(int status, const std::string& detail) {
     free_upstream();
     if (response_started_) {
-        // Part of the response is out: the only honest signal left is closing the connection.
-        finish(detail.c_str());
+        LOG_DEBUG("c=%llu %s", static_cast<unsigned long long>(id_), detail.c_str());
+        abort_response();
         return;
     }
     reply_error(status, detail, true);
@@ -933,6 +948,15 @@ void Connection::close_after_flush() {
     bufferevent_setwatermark(client_, EV_READ, 0, 0);
     bufferevent_enable(client_, EV_READ);
     arm_timer(kLingerMs);
+}
+
+void Connection::abort_response() {
+    // Part of the response is out and the rest will not come: what was relayed still goes to
+    // the client, then the connection closes — for a client, the only honest signal left (the
+    // body is shorter than its Content-Length, or lacks the last chunk).
+    free_upstream();
+    client_keep_alive_ = false;
+    close_after_flush();
 }
 
 void Connection::free_upstream() {

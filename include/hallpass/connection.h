@@ -94,6 +94,7 @@ class Connection final : public Relay::Owner {
     void on_response_complete();
     void on_upstream_closed(bool error);
     void fail_upstream(int status, const std::string& detail);
+    void abort_response();
 
     // Tunneling
     void start_tunnel();
