@@ -2,7 +2,7 @@
 # Sourced, not run. Everything comes from Debian's packages.
 
 BUILD_PACKAGES=(g++ meson ninja-build pkg-config libevent-dev libyaml-cpp-dev libre2-dev
-                libidn2-dev doctest-dev)
+                libidn2-dev doctest-dev libxxhash-dev)
 TEST_PACKAGES=(curl nginx libnginx-mod-http-echo openssl chromium)
 
 # ensure_packages PKG...: apt-get only when something is missing.
