@@ -162,16 +162,18 @@ NameResult canonicalize(std::string_view token, std::string& buffer) {
         name = buffer;
     }
 
-    if (name.size() > kMaxNameBytes)
+    if (name.size() > kMaxNameBytes) {
         return {Verdict::Invalid, {}, "name longer than 253 bytes", {}};
+    }
     size_t labels = 0;
     size_t label_start = 0;
     for (size_t i = 0; i <= name.size(); ++i) {
         if (i == name.size() || name[i] == '.') {
             const size_t len = i - label_start;
             if (len == 0) return {Verdict::Invalid, {}, "empty label", {}};
-            if (len > kMaxLabelBytes)
+            if (len > kMaxLabelBytes) {
                 return {Verdict::Invalid, {}, "label longer than 63 bytes", {}};
+            }
             ++labels;
             label_start = i + 1;
         } else if (!is_name_byte(name[i])) {
@@ -295,8 +297,9 @@ class ListParser {
     void parse_plain(std::string_view line, uint32_t line_no) {
         std::string_view rest = strip_comment(line);
         const std::string_view name = next_field(rest);
-        if (!rest.empty())
+        if (!rest.empty()) {
             return record(Verdict::Invalid, "unexpected text after the name", {}, line, line_no);
+        }
         add_name(name, line_no);
     }
 
@@ -319,8 +322,9 @@ class ListParser {
             return unsupported("adblock exception (@@) not supported; write an allow rule", line,
                                line_no);
         }
-        if (starts_with(line, "/"))
+        if (starts_with(line, "/")) {
             return unsupported("adblock regex rule not supported", line, line_no);
+        }
         std::string_view rule = line;
         // `||name^ # note`: a '#' after whitespace is a comment; glued to the rule it is the
         // marker of a cosmetic rule (or something else we do not understand).
@@ -363,8 +367,9 @@ class ListParser {
             }
         }
         // Without `^` a rule is a prefix or substring pattern: `||rotator.` means rotator.<any
-        // tld>, `-banner-ads.` any host containing it. `||name` (no `^`, anchored, ending in a
-        // label) is still read as the name: AdGuard DNS does the same.
+        // tld>, `-banner-ads.` any host containing it. `||name` (anchored, no `^`, ending in a
+        // label) is read as the name, which is what its authors mean; strictly it would also
+        // match longer hosts such as `name.evil.net`, which are not blocked.
         const bool fragment = !terminated && (!anchored || rule.empty() || rule.back() == '.');
         if (fragment) {
             return unsupported("adblock prefix or substring pattern not supported", line, line_no);

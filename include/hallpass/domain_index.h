@@ -19,8 +19,8 @@ namespace hallpass {
 //    about 0.8: ~15 bytes per distinct name, about 15 MB for 1M names. A value is the set id
 //    itself when the name is in one set (the common case), or an offset into shared, deduplicated
 //    posting lists of set ids.
-//  - One hash and, on average, under two adjacent slots (one cache line) per probe; one probe per
-//    label suffix of the host.
+//  - One hash and, on average, 3 adjacent slots (mostly one cache line) per probe; one probe per
+//    label suffix of the host, the probes of one host prefetched together.
 //  - Hash-only storage means a name that is not in the index matches one that is with probability
 //    about size() / 2^64 per probe: 5.4e-14 for 1M names, i.e. about one false match in 4.6e12
 //    lookups of 4 labels. The hash is XXH3 with a random per-index seed, so a host colliding with
