@@ -12,6 +12,8 @@ namespace hallpass {
 std::string cli_usage() {
     return "usage: hallpass [-c FILE] [--listen ADDR:PORT]... [--threads N]\n"
            "                [--log-level debug|info|warn|error] [--version] [--help]\n"
+           "       hallpass --check [-c FILE]\n"
+           "       hallpass --explain CLIENT_IP URL_OR_HOST:PORT [-c FILE]\n"
            "\n"
            "hallpass is a filtering HTTP/HTTPS forward proxy.\n"
            "\n"
@@ -23,10 +25,15 @@ std::string cli_usage() {
            "                        IPv6 as [ADDR]:PORT; port 0 picks a free port\n"
            "      --threads N       worker threads (default: server.threads, else one per core)\n"
            "      --log-level LEVEL diagnostic log level on stderr (default info)\n"
+           "      --check           validate the rules file and its lists, print a summary,\n"
+           "                        exit 0 when valid, 1 when not\n"
+           "      --explain CLIENT_IP URL_OR_HOST:PORT\n"
+           "                        say whether a request from CLIENT_IP to the URL (or a\n"
+           "                        CONNECT to HOST:PORT) is allowed, and which rule decides\n"
            "      --version         print the version and exit\n"
            "  -h, --help            print this help and exit\n"
            "\n"
-           "Signals: TERM/INT stop gracefully.\n";
+           "Signals: TERM/INT stop gracefully; HUP reloads the rules file.\n";
 }
 
 Result<CliOptions> parse_cli(int argc, char** argv) {
@@ -53,6 +60,14 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
             opts.show_help = true;
         } else if (arg == "--version") {
             opts.show_version = true;
+        } else if (arg == "--check") {
+            opts.check = true;
+        } else if (arg == "--explain") {
+            if (i + 2 >= argc)
+                return Error{"option --explain needs CLIENT_IP and URL_OR_HOST:PORT"};
+            opts.explain = true;
+            opts.explain_client = argv[++i];
+            opts.explain_target = argv[++i];
         } else if (arg == "-c" || arg == "--config") {
             if (!take_value()) return Error{"option " + arg + " needs a FILE"};
             opts.config_path = value;

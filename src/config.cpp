@@ -89,6 +89,14 @@ std::optional<Error> set_nameservers(const YamlSource& src, const YAML::Node& no
     return std::nullopt;
 }
 
+std::optional<Error> set_block_page(const YamlSource& src, const YAML::Node& node,
+                                    ServerConfig& cfg) {
+    auto path = src.get_string(node, "block_page");
+    if (!path) return path.error();
+    cfg.block_page = *path;  // existence is checked (relative to the rules file) by rules_loader
+    return std::nullopt;
+}
+
 const std::vector<Row>& rows() {
     constexpr int64_t kDay = 86'400'000;
     static const std::vector<Row> table = {
@@ -112,17 +120,19 @@ const std::vector<Row>& rows() {
         {"connect_ports", set_connect_ports},
         {"hosts_file", set_hosts_file},
         {"nameservers", set_nameservers},
+        {"block_page", set_block_page},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
         int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),
     };
     return table;
 }
 
-// Top-level sections of rules.yaml. The rule engine's sections arrive with it; until then they
-// are unknown keys, so nobody believes a rule is in force when it is not.
-constexpr std::string_view kTopLevelKeys[] = {"server"};
+// Top-level sections of rules.yaml: `server` is read here, the rest by rules_loader.
+constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups", "lists", "rules"};
 
-Result<ServerConfig> read_server(const YamlSource& src) {
+}  // namespace
+
+Result<ServerConfig> read_server_config(const YamlSource& src) {
     if (auto err = src.check_keys(src.root(), kTopLevelKeys, "the top level")) return *err;
     ServerConfig cfg;
     const YAML::Node server = src.root()["server"];
@@ -137,8 +147,6 @@ Result<ServerConfig> read_server(const YamlSource& src) {
     }
     return cfg;
 }
-
-}  // namespace
 
 Result<ListenAddress> parse_listen_address(std::string_view text) {
     std::string_view host;
@@ -207,13 +215,13 @@ std::string format_address(const sockaddr* addr) {
 Result<ServerConfig> parse_server_config(const std::string& yaml_text, const std::string& name) {
     auto src = YamlSource::parse(yaml_text, name);
     if (!src) return src.error();
-    return read_server(*src);
+    return read_server_config(*src);
 }
 
 Result<ServerConfig> load_server_config(const std::string& path) {
     auto src = YamlSource::load_file(path);
     if (!src) return src.error();
-    return read_server(*src);
+    return read_server_config(*src);
 }
 
 }  // namespace hallpass

@@ -20,6 +20,7 @@
 #include "hallpass/http_responses.h"
 #include "hallpass/http_rewrite.h"
 #include "hallpass/log.h"
+#include "hallpass/rule_set.h"
 #include "hallpass/upstream_pool.h"
 #include "hallpass/worker.h"
 
@@ -119,7 +120,10 @@ PumpStatus pump_chunked(evbuffer* in, evbuffer* out, ChunkedDecoder& dec, bool d
 }  // namespace
 
 Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer)
-    : worker_(worker), id_(id), client_addr_(format_address(peer)) {
+    : worker_(worker),
+      id_(id),
+      client_addr_(format_address(peer)),
+      client_ip_(IpAddr::from_sockaddr(peer).value_or(IpAddr{})) {
     client_ = bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE);
     timer_ = evtimer_new(worker_.base(), timer_cb, this);
 }
@@ -508,8 +512,28 @@ void Connection::handle_origin_form() {
 
 bool Connection::check_policy() {
     // The rule engine's decision point: the request head is parsed and the target canonical;
-    // nothing has been resolved or connected yet. Until rules exist, everything is allowed.
-    return true;
+    // nothing has been resolved or connected yet, so a blocked request never reaches the network.
+    const RuleSet& rules = *worker_.rules();
+    std::string url = !is_connect_ && rules.needs_url() ? request_url() : std::string();
+    RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
+    Decision decision = rules.decide(facts);
+    if (decision.action == Action::Allow) return true;
+    const std::string& rule =
+        decision.rule >= 0 ? rules.rule_name(decision.rule) : std::string("default");
+    LOG_DEBUG("c=%llu %s blocked %s by rule \"%s\"", static_cast<unsigned long long>(id_),
+              client_addr_.c_str(), target_.host_port().c_str(), rule.c_str());
+    // A blocked request without a body keeps its connection: the browser's next request may be
+    // for an allowed host. One with a body is closed (the body is never read).
+    bool keep_alive = client_keep_alive_ && req_body_done_ && !is_connect_;
+    std::string shown_url = is_connect_ ? target_.host_port() : request_url();
+    reply(make_block_response(rules.block_page_template(), target_.host, rule,
+                              client_ip_.to_string(), shown_url, keep_alive, req_.method == "HEAD"),
+          keep_alive);
+    return false;
+}
+
+std::string Connection::request_url() const {
+    return "http://" + target_.host_header(80) + uri_.path_and_query;
 }
 
 void Connection::next_request() {

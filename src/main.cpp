@@ -1,4 +1,5 @@
-// hallpass: parse the command line, load the config, run the server, map the exit code.
+// hallpass: parse the command line, load the config, run the server (or --check / --explain),
+// map the exit code.
 #include <event2/thread.h>
 #include <signal.h>
 
@@ -8,9 +9,99 @@
 #include "hallpass/cli.h"
 #include "hallpass/config.h"
 #include "hallpass/log.h"
+#include "hallpass/net_set.h"
+#include "hallpass/rule_store.h"
+#include "hallpass/rules_file.h"
 #include "hallpass/server.h"
 
 using namespace hallpass;
+
+namespace {
+
+int run_check(const std::string& path) {
+    auto loaded = load_rules_file(path);
+    if (!loaded) {
+        std::fprintf(stderr, "%s\n", loaded.error().to_string().c_str());
+        std::printf("%s: invalid\n", path.c_str());
+        return 1;
+    }
+    const RuleSet& rules = *loaded->rules;
+    std::printf("%s: ok\n", path.c_str());
+    std::printf("rules: %zu\ngroups: %zu\nlists: %zu\n", rules.rule_count(), rules.group_count(),
+                rules.lists().size());
+    for (const ListSummary& list : rules.lists()) {
+        std::printf("  %s: %zu entries, %zu invalid, %zu unsupported (%s)\n", list.name.c_str(),
+                    list.entries, list.invalid, list.unsupported, list.path.c_str());
+        for (const std::string& issue : list.issues) std::printf("    %s\n", issue.c_str());
+    }
+    std::printf("indexed names: %zu\n", rules.entry_count());
+    std::printf("load time: %.0f ms\n", loaded->load_ms);
+    std::printf("memory: %.1f MiB in indexes, %.1f MiB process growth while loading\n",
+                static_cast<double>(rules.memory_bytes()) / (1 << 20),
+                static_cast<double>(loaded->rss_delta_kib) / 1024);
+    return 0;
+}
+
+int run_explain(const std::string& path, const std::string& client, const std::string& target) {
+    auto ip = IpAddr::parse(client);
+    if (!ip) {
+        std::fprintf(stderr, "hallpass: --explain: \"%s\" is not an IP address\n", client.c_str());
+        return 2;
+    }
+    RequestFacts facts;
+    facts.client = *ip;
+    std::string url;
+    Authority authority;
+    if (target.find("://") != std::string::npos) {
+        auto uri = parse_absolute_uri(target);
+        if (!uri) {
+            std::fprintf(stderr, "hallpass: --explain: %s\n", uri.error().message.c_str());
+            return 2;
+        }
+        authority = uri->authority;
+        // https:// is what a browser sends through CONNECT: the proxy sees no path.
+        if (uri->scheme == "http")
+            url = "http://" + authority.host_header(80) + uri->path_and_query;
+    } else {
+        auto a = parse_authority(target, true);
+        if (!a) {
+            std::fprintf(stderr, "hallpass: --explain: %s (expected a URL or HOST:PORT)\n",
+                         a.error().message.c_str());
+            return 2;
+        }
+        authority = *a;
+    }
+    facts.host = authority.host;
+    facts.host_kind = authority.kind;
+    facts.port = authority.port;
+    facts.url = url;
+    auto loaded = load_rules_file(path);
+    if (!loaded) {
+        std::fprintf(stderr, "%s\n", loaded.error().to_string().c_str());
+        return 1;
+    }
+    Explanation ex = loaded->rules->explain(facts);
+    const char* action = ex.decision.action == Action::Block ? "block" : "allow";
+    std::printf("decision: %s\n", action);
+    std::printf("request: %s -> %s%s\n", ip->to_string().c_str(), authority.host_port().c_str(),
+                url.empty() ? " (CONNECT)" : (" " + url).c_str());
+    if (ex.decision.rule < 0) {
+        std::printf("rule: none matched; the default (%s) applied\n", action);
+        return 0;
+    }
+    std::printf("rule: %s (%s)\n", ex.rule_name.c_str(), ex.rule_where.c_str());
+    if (ex.condition.empty()) {
+        std::printf("matched: the rule has no conditions\n");
+    } else if (ex.entry_where.empty()) {
+        std::printf("matched: %s: %s\n", ex.condition.c_str(), ex.entry.c_str());
+    } else {
+        std::printf("matched: %s: %s (%s)\n", ex.condition.c_str(), ex.entry.c_str(),
+                    ex.entry_where.c_str());
+    }
+    return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     auto opts = parse_cli(argc, argv);
@@ -27,27 +118,39 @@ int main(int argc, char** argv) {
         return 0;
     }
     set_log_level(opts->log_level);
+    if (opts->check) return run_check(opts->config_path);
+    if (opts->explain) {
+        return run_explain(opts->config_path, opts->explain_client, opts->explain_target);
+    }
 
     ServerConfig cfg;
+    std::shared_ptr<const RuleSet> rules = RuleSet::allow_all();
+    std::string rules_path;
     if (opts->config_given || std::filesystem::exists(opts->config_path)) {
-        auto loaded = load_server_config(opts->config_path);
+        auto loaded = load_rules_file(opts->config_path);
         if (!loaded) {
             std::fprintf(stderr, "hallpass: %s\n", loaded.error().to_string().c_str());
             return 1;
         }
-        cfg = std::move(*loaded);
+        cfg = std::move(loaded->server);
+        rules = std::move(loaded->rules);
+        rules_path = opts->config_path;
+        LOG_INFO("rules: %zu rules, %zu names indexed, loaded in %.0f ms from %s",
+                 rules->rule_count(), rules->entry_count(), loaded->load_ms, rules_path.c_str());
     } else {
-        LOG_INFO("no %s: running with the built-in defaults", opts->config_path.c_str());
+        LOG_INFO("no %s: running with the built-in defaults and no rules",
+                 opts->config_path.c_str());
     }
     if (!opts->listen.empty()) cfg.listen = opts->listen;
     if (opts->threads) cfg.threads = *opts->threads;
 
     // Broken client or upstream sockets must surface as errors, not kill the process.
     signal(SIGPIPE, SIG_IGN);
-    // Workers are woken from the main thread (drain): libevent needs its locks for that.
+    // Workers are woken from other threads (drain, rules refresh): libevent needs its locks.
     evthread_use_pthreads();
 
-    auto server = Server::create(std::move(cfg));
+    auto store = std::make_shared<RuleStore>(std::move(rules));
+    auto server = Server::create(std::move(cfg), store, rules_path);
     if (!server) {
         LOG_ERROR("%s", server.error().to_string().c_str());
         return 1;

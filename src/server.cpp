@@ -16,6 +16,8 @@
 
 #include "hallpass/dns.h"
 #include "hallpass/log.h"
+#include "hallpass/reloader.h"
+#include "hallpass/rule_store.h"
 #include "hallpass/worker.h"
 
 namespace hallpass {
@@ -42,6 +44,7 @@ struct SignalContext {
     std::vector<std::unique_ptr<Worker>>* workers;
     event_base* base;
     int grace_ms;
+    Reloader* reloader;  // null without a rules file
     int stops = 0;
 };
 
@@ -55,7 +58,12 @@ void on_signal(evutil_socket_t sig, short, void* arg) {
         for (auto& w : *ctx->workers) w->request_drain(grace);
         event_base_loopexit(ctx->base, nullptr);
     } else if (sig == SIGHUP) {
-        LOG_INFO("SIGHUP: no rules to reload in this version; the proxy keeps running");
+        if (ctx->reloader) {
+            LOG_INFO("SIGHUP: reloading the rules");
+            ctx->reloader->request();
+        } else {
+            LOG_INFO("SIGHUP: no rules file was given (-c), nothing to reload");
+        }
     } else if (sig == SIGUSR1) {
         LOG_INFO("SIGUSR1: no log file to reopen in this version");
     }
@@ -65,9 +73,12 @@ void on_signal(evutil_socket_t sig, short, void* arg) {
 
 Server::~Server() = default;
 
-Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg) {
+Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr<RuleStore> rules,
+                                               std::string rules_path) {
     std::unique_ptr<Server> s(new Server());
     s->cfg_ = std::move(cfg);
+    s->rules_ = std::move(rules);
+    s->rules_path_ = std::move(rules_path);
     s->shared_ = std::make_unique<SharedState>();
     int threads = s->cfg_.threads > 0 ? s->cfg_.threads
                                       : static_cast<int>(std::thread::hardware_concurrency());
@@ -114,7 +125,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg) {
         }
     }
     for (int w = 0; w < threads; ++w) {
-        auto worker = std::make_unique<Worker>(w, s->cfg_, hosts, *s->shared_);
+        auto worker = std::make_unique<Worker>(w, s->cfg_, hosts, *s->shared_, *s->rules_);
         auto ok = worker->init(fds[w]);
         fds[w].clear();  // the worker owns them now, even on failure
         if (!ok) {
@@ -132,7 +143,13 @@ int Server::run() {
         LOG_ERROR("cannot create the main event loop");
         return 1;
     }
-    SignalContext ctx{&workers_, base, cfg_.shutdown_grace_ms};
+    std::unique_ptr<Reloader> reloader;
+    if (!rules_path_.empty()) {
+        reloader = std::make_unique<Reloader>(rules_path_, *rules_, [this] {
+            for (auto& w : workers_) w->request_rules_refresh();
+        });
+    }
+    SignalContext ctx{&workers_, base, cfg_.shutdown_grace_ms, reloader.get()};
     std::vector<event*> signals;
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
         event* ev = evsignal_new(base, sig, on_signal, &ctx);
@@ -143,6 +160,7 @@ int Server::run() {
     for (const std::string& addr : bound_) LOG_INFO("listening on %s", addr.c_str());
     LOG_INFO("hallpass %s ready: %zu worker threads", HALLPASS_VERSION, workers_.size());
     event_base_dispatch(base);
+    reloader.reset();  // finishes a reload in progress; no refresh reaches a stopped worker
     for (auto& w : workers_) w->join();
     for (event* ev : signals) event_free(ev);
     event_base_free(base);

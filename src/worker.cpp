@@ -33,6 +33,9 @@ void accept_error_cb(evconnlistener* listener, void* arg) {
 void reap_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_reap(); }
 void drain_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_drain(); }
 void grace_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_grace_expired(); }
+void refresh_cb(evutil_socket_t, short, void* arg) {
+    static_cast<Worker*>(arg)->on_rules_refresh();
+}
 void resume_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_resume_accept(); }
 
 timeval ms_to_tv(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
@@ -40,12 +43,13 @@ timeval ms_to_tv(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
 }  // namespace
 
 Worker::Worker(int index, const ServerConfig& cfg, std::shared_ptr<const HostsTable> hosts,
-               SharedState& shared)
+               SharedState& shared, const RuleStore& rules)
     : index_(index),
       cfg_(cfg),
       limits_{cfg.max_request_line, cfg.max_header_bytes, cfg.max_headers},
       hosts_(std::move(hosts)),
-      shared_(shared) {}
+      shared_(shared),
+      rules_(rules) {}
 
 Worker::~Worker() {
     // Order: connections (they use the pool, the resolver and the base), then the rest.
@@ -54,7 +58,7 @@ Worker::~Worker() {
     close_listeners();
     pool_.reset();
     dns_.reset();
-    for (event* ev : {reap_event_, drain_event_, grace_timer_, resume_timer_}) {
+    for (event* ev : {reap_event_, drain_event_, grace_timer_, resume_timer_, refresh_event_}) {
         if (ev) event_free(ev);
     }
     if (base_) event_base_free(base_);
@@ -76,6 +80,7 @@ Result<bool> Worker::init(const std::vector<int>& listen_fds) {
     drain_event_ = event_new(base_, -1, 0, drain_cb, this);
     grace_timer_ = evtimer_new(base_, grace_cb, this);
     resume_timer_ = evtimer_new(base_, resume_cb, this);
+    refresh_event_ = event_new(base_, -1, 0, refresh_cb, this);
     for (int fd : listen_fds) {
         evconnlistener* l = evconnlistener_new(
             base_, accept_cb, this, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
@@ -101,6 +106,8 @@ void Worker::request_drain(int grace_ms) {
     drain_grace_ms_.store(grace_ms);
     event_active(drain_event_, EV_TIMEOUT, 1);
 }
+
+void Worker::request_rules_refresh() { event_active(refresh_event_, EV_TIMEOUT, 1); }
 
 void Worker::on_accept(int fd, const sockaddr* peer) {
     int open = shared_.connections.fetch_add(1) + 1;

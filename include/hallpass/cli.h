@@ -20,6 +20,10 @@ struct CliOptions {
     LogLevel log_level = LogLevel::Info;
     bool show_help = false;
     bool show_version = false;
+    bool check = false;    // --check: validate, print a summary, exit 0 or 1
+    bool explain = false;  // --explain CLIENT_IP TARGET
+    std::string explain_client;
+    std::string explain_target;  // URL, or HOST:PORT (a CONNECT)
 };
 
 // Parses argv. Unknown options and missing or bad values are errors naming the option.

@@ -47,6 +47,9 @@ struct ServerConfig {
     std::vector<std::string> nameservers;   // empty = those of /etc/resolv.conf
     int dns_cache_max_ttl_s = 300;          // cap on cached TTLs
     size_t dns_cache_entries = 4096;        // per worker
+
+    std::string
+        block_page;  // HTML template for blocked requests ("" = built-in); rule_set reads it
 };
 
 // A listen address: "0.0.0.0:12345", "127.0.0.1:0" (any free port), "[::1]:12345".
@@ -62,6 +65,10 @@ std::string format_address(const sockaddr* addr);
 // Reads the `server:` section of `path` (and checks the file's top-level keys). A missing file is
 // an error; a file without `server:` gives the defaults. Errors carry file:line:col.
 Result<ServerConfig> load_server_config(const std::string& path);
+
+class YamlSource;
+// Same, from an already parsed document (the rules loader reads the same file).
+Result<ServerConfig> read_server_config(const YamlSource& src);
 
 // Same, from YAML text; `name` is used in error messages.
 Result<ServerConfig> parse_server_config(const std::string& yaml_text, const std::string& name);

@@ -14,6 +14,7 @@
 
 #include "hallpass/http_chunked.h"
 #include "hallpass/http_parser.h"
+#include "hallpass/net_set.h"
 #include "hallpass/relay.h"
 #include "hallpass/uri.h"
 
@@ -78,6 +79,7 @@ class Connection final : public Relay::Owner {
     void handle_connect();
     void handle_origin_form();
     bool check_policy();
+    std::string request_url() const;
     void next_request();
 
     // Resolving / Connecting
@@ -109,6 +111,7 @@ class Connection final : public Relay::Owner {
     Worker& worker_;
     const uint64_t id_;
     std::string client_addr_;
+    IpAddr client_ip_;
     State state_ = State::ReadingHead;
     bufferevent* client_ = nullptr;
     bufferevent* upstream_ = nullptr;

@@ -14,12 +14,18 @@ namespace hallpass {
 class Worker;
 struct SharedState;
 class HostsTable;
+class Reloader;
+class RuleStore;
 
 class Server {
   public:
     // Binds every address of cfg.listen and prepares cfg.threads workers (0 = one per core).
-    // Errors: an address in use or not available, a hosts file that cannot be read.
-    static Result<std::unique_ptr<Server>> create(ServerConfig cfg);
+    // Errors: an address in use or not available, a hosts file that cannot be read. Requests are
+    // decided by `rules`'s current snapshot; SIGHUP reloads `rules_path` ("" = no file: SIGHUP
+    // only logs).
+    static Result<std::unique_ptr<Server>> create(ServerConfig cfg,
+                                                  std::shared_ptr<RuleStore> rules,
+                                                  std::string rules_path);
     ~Server();
 
     // Runs until SIGTERM/SIGINT and the drain that follows. Returns 0 on a clean stop.
@@ -34,6 +40,8 @@ class Server {
     Server() = default;
     ServerConfig cfg_;
     std::unique_ptr<SharedState> shared_;
+    std::shared_ptr<RuleStore> rules_;
+    std::string rules_path_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<std::string> bound_;
 };

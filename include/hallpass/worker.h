@@ -13,6 +13,7 @@
 
 #include "hallpass/config.h"
 #include "hallpass/http_parser.h"
+#include "hallpass/rule_store.h"
 
 struct event;
 struct event_base;
@@ -34,7 +35,7 @@ struct SharedState {
 class Worker {
   public:
     Worker(int index, const ServerConfig& cfg, std::shared_ptr<const HostsTable> hosts,
-           SharedState& shared);
+           SharedState& shared, const RuleStore& rules);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -49,6 +50,9 @@ class Worker {
     // Thread-safe: stop accepting, close idle connections, let the others finish their current
     // exchange; after `grace_ms` abort whatever remains; the loop ends when none remain.
     void request_drain(int grace_ms);
+    // Thread-safe: a new rule snapshot was published; drop the cached one now rather than at the
+    // next request, so an idle worker does not keep old rules in memory.
+    void request_rules_refresh();
 
     // For connections (worker thread only).
     event_base* base() const { return base_; }
@@ -56,6 +60,8 @@ class Worker {
     const ParseLimits& limits() const { return limits_; }
     DnsResolver& dns() { return *dns_; }
     UpstreamPool& pool() { return *pool_; }
+    // The rule snapshot for a request starting now (refreshed after a reload).
+    const std::shared_ptr<const RuleSet>& rules() { return rules_.get(); }
     // Called by Connection::finish(): queue for freeing on a later loop turn.
     void reap(Connection* conn);
 
@@ -66,6 +72,7 @@ class Worker {
     void on_drain();
     void on_grace_expired();
     void on_resume_accept();
+    void on_rules_refresh() { (void)rules_.get(); }
 
   private:
     void close_listeners();
@@ -84,6 +91,8 @@ class Worker {
     event* drain_event_ = nullptr;
     event* grace_timer_ = nullptr;
     event* resume_timer_ = nullptr;  // re-enables accepting after EMFILE
+    event* refresh_event_ = nullptr;
+    RuleCache rules_;
     std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
     std::vector<Connection*> reap_list_;
     std::atomic<int> drain_grace_ms_{0};

@@ -1,0 +1,110 @@
+// The compiled, immutable rule set: decide() says allow or block for one request from the client
+// address, the canonical destination host, port and (HTTP only) URL, without scanning rules or
+// entries: hashed exact names, label-suffix lookups for domains and lists, one RE2::Set per
+// pattern group, interval sets for CIDRs. The first rule (in file order) whose conditions all hold
+// decides; then the default. Shared read-only by all workers through a shared_ptr snapshot.
+#pragma once
+
+#include <re2/set.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hallpass/domain_index.h"
+#include "hallpass/error.h"
+#include "hallpass/net_set.h"
+#include "hallpass/rules_loader.h"
+#include "hallpass/uri.h"
+
+namespace hallpass {
+
+struct RequestFacts {
+    IpAddr client;
+    std::string_view host;  // canonical (uri.h): lower case, no trailing dot, punycode
+    HostKind host_kind = HostKind::Name;
+    uint16_t port = 0;
+    std::string_view url;  // "http://host[:port]/path?query" for HTTP; empty for CONNECT
+};
+
+struct Decision {
+    Action action = Action::Allow;
+    int rule = -1;  // index of the deciding rule; -1 = the default applied
+};
+
+// Why a decision was taken, for `hallpass --explain`.
+struct Explanation {
+    Decision decision;
+    std::string rule_name;    // empty for the default
+    std::string rule_where;   // "rules.yaml:12:5"
+    std::string condition;    // "domains", "hosts", "host_regex", "url_regex", "lists",
+                              // "dest_nets", "clients", or "" (a rule with no conditions)
+    std::string entry;        // "tiktok.com", the pattern, "ads"
+    std::string entry_where;  // "rules.yaml:14:16", or "ads.txt:1832" for a list entry
+};
+
+struct ListSummary {
+    std::string name;
+    std::string path;
+    size_t entries = 0;  // names loaded
+    size_t invalid = 0;
+    size_t unsupported = 0;
+    std::vector<std::string> issues;  // first few "file:line: reason: text"
+};
+
+class RuleSet {
+  public:
+    // Loads every list file and compiles. Errors (an unreadable list, RE2 sets that do not fit)
+    // carry the position of what caused them.
+    static Result<std::shared_ptr<const RuleSet>> compile(RulesSpec spec);
+    // A rule set with no rules and default allow (no rules file).
+    static std::shared_ptr<const RuleSet> allow_all();
+
+    // Hot path: no allocation, no lock.
+    Decision decide(const RequestFacts& facts) const;
+    // The same decision with the matching condition and entry (slower; for the CLI).
+    Explanation explain(const RequestFacts& facts) const;
+
+    bool needs_url() const { return url_re_ != nullptr; }
+    const std::string& rule_name(int rule) const { return spec_.rules[rule].name; }
+    const std::string& block_page_template() const { return block_page_; }
+
+    size_t rule_count() const { return spec_.rules.size(); }
+    size_t group_count() const { return spec_.groups.size(); }
+    const std::vector<ListSummary>& lists() const { return lists_; }
+    size_t entry_count() const;   // names in all indexes
+    size_t memory_bytes() const;  // of the indexes
+    const std::string& file() const { return spec_.file; }
+
+  private:
+    RuleSet() = default;
+    bool rule_holds(uint32_t rule, const RequestFacts& facts) const;
+    template <class Fn>
+    void for_each_destination_match(const RequestFacts& facts, Fn&& fn) const;
+
+    static constexpr uint32_t kListBase = 1u << 30;  // suffix-index set ids >= this are lists
+
+    RulesSpec spec_;
+    std::vector<ListSummary> lists_;
+    DomainIndex exact_;   // hosts: entries -> rule index
+    DomainIndex suffix_;  // domains: entries -> rule index; list entries -> kListBase + list
+    std::vector<std::vector<uint32_t>> list_rules_;  // list -> rules that use it (ascending)
+    std::unique_ptr<RE2::Set> host_re_;
+    std::vector<uint32_t> host_re_rule_;                        // pattern index -> rule
+    std::vector<std::pair<uint32_t, uint32_t>> host_re_entry_;  // pattern -> (rule, entry index)
+    std::unique_ptr<RE2::Set> url_re_;
+    std::vector<std::pair<uint32_t, uint32_t>> url_re_entry_;
+    std::vector<uint32_t> always_;     // rules with no destination condition (ascending)
+    std::vector<uint32_t> dest_nets_;  // rules with dest_nets (ascending)
+    std::string block_page_;
+};
+
+// Fills `tmpl` ({{host}}, {{rule}}, {{client}}, {{url}}; values HTML-escaped) or the built-in
+// page when `tmpl` is empty, and wraps it as a complete 403 response with X-Hallpass-Rule.
+std::string make_block_response(std::string_view tmpl, std::string_view host, std::string_view rule,
+                                std::string_view client, std::string_view url, bool keep_alive,
+                                bool head_only);
+
+}  // namespace hallpass

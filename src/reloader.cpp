@@ -1,0 +1,77 @@
+// The reload thread. It never touches an event loop: the only shared state it changes is the
+// RuleStore's snapshot pointer.
+#include "hallpass/reloader.h"
+
+#include "hallpass/log.h"
+#include "hallpass/rule_store.h"
+#include "hallpass/rules_file.h"
+
+namespace hallpass {
+
+Reloader::Reloader(std::string path, RuleStore& store, std::function<void()> on_published)
+    : path_(std::move(path)),
+      store_(store),
+      on_published_(std::move(on_published)),
+      thread_([this] { run(); }) {}
+
+Reloader::~Reloader() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+}
+
+void Reloader::request() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        pending_ = true;
+    }
+    wake_.notify_one();
+}
+
+unsigned long Reloader::succeeded() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return ok_;
+}
+
+unsigned long Reloader::failed() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return failed_;
+}
+
+void Reloader::run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+        wake_.wait(lock, [this] { return pending_ || stopping_; });
+        if (stopping_) return;
+        pending_ = false;
+        lock.unlock();
+        reload_once();
+        lock.lock();
+    }
+}
+
+void Reloader::reload_once() {
+    std::shared_ptr<const RuleSet> old = store_.current();
+    auto loaded = load_rules_file(path_);
+    if (!loaded) {
+        LOG_ERROR("reload failed, the previous rules stay in force: %s",
+                  loaded.error().to_string().c_str());
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++failed_;
+        return;
+    }
+    const RuleSet& next = *loaded->rules;
+    LOG_INFO("reload ok in %.0f ms: rules %zu -> %zu, entries %zu -> %zu (%s)", loaded->load_ms,
+             old->rule_count(), next.rule_count(), old->entry_count(), next.entry_count(),
+             path_.c_str());
+    old.reset();
+    store_.publish(std::move(loaded->rules));
+    if (on_published_) on_published_();
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++ok_;
+}
+
+}  // namespace hallpass

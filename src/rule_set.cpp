@@ -1,0 +1,304 @@
+// Compiling a RulesSpec into lookup structures, and deciding. Every destination condition kind
+// has one structure for all rules (an index or an RE2::Set) that yields the rules it matches;
+// the lowest-numbered of those whose clients and ports also hold wins, which is exactly the first
+// match in file order without looking at the rules that cannot match.
+#include "hallpass/rule_set.h"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "hallpass/domain_list.h"
+#include "hallpass/http_responses.h"
+
+namespace hallpass {
+namespace {
+
+// RE2::Set memory budget per pattern group: 1k regexes compile in a few MB; leave headroom so
+// the DFA does not run out and fall back to slow matching under load.
+constexpr int64_t kRe2SetMemory = 256 << 20;
+
+std::unique_ptr<RE2::Set> new_set(bool case_sensitive) {
+    RE2::Options options;
+    options.set_log_errors(false);
+    options.set_case_sensitive(case_sensitive);
+    options.set_max_mem(kRe2SetMemory);
+    return std::make_unique<RE2::Set>(options, RE2::UNANCHORED);
+}
+
+ListFormat format_of(const std::string& text) {
+    auto f = parse_list_format(text);
+    return f ? *f : ListFormat::Auto;  // validated by the loader
+}
+
+const char* kDefaultBlockPage = R"(<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Blocked: {{host}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;color:#222;line-height:1.5}h1{font-size:1.5em}code{background:#f3f3f3;padding:0 .3em}footer{margin-top:2em;border-top:1px solid #ddd;padding-top:.5em;color:#777;font-size:.9em}</style>
+</head>
+<body>
+<h1>This site is blocked</h1>
+<p><code>{{host}}</code> is blocked on this network by the rule <code>{{rule}}</code>.</p>
+<p>If you think this is a mistake, ask the person who runs this network, and tell them the
+rule name and the address above. (Your device: <code>{{client}}</code>.)</p>
+<footer>hallpass</footer>
+</body>
+</html>
+)";
+
+}  // namespace
+
+std::shared_ptr<const RuleSet> RuleSet::allow_all() {
+    return std::shared_ptr<const RuleSet>(new RuleSet());
+}
+
+Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec) {
+    std::shared_ptr<RuleSet> rs(new RuleSet());
+    DomainIndex::Builder exact;
+    DomainIndex::Builder suffix;
+    const auto& rules = spec.rules;
+
+    std::vector<bool> list_used(spec.lists.size(), false);
+    rs->list_rules_.resize(spec.lists.size());
+    for (uint32_t r = 0; r < rules.size(); ++r) {
+        for (size_t l : rules[r].lists) {
+            list_used[l] = true;
+            auto& users = rs->list_rules_[l];
+            if (users.empty() || users.back() != r) users.push_back(r);
+        }
+    }
+    // Reserving up front keeps the reload peak low (no vector doubling for a million names);
+    // about 20 bytes a line is typical of real lists.
+    size_t expected = 0;
+    for (size_t l = 0; l < spec.lists.size(); ++l) {
+        std::error_code ec;
+        if (list_used[l]) expected += std::filesystem::file_size(spec.lists[l].path, ec) / 20;
+    }
+    suffix.reserve(expected);
+    for (size_t l = 0; l < spec.lists.size(); ++l) {
+        const ListSpec& list = spec.lists[l];
+        uint32_t set_id = kListBase + static_cast<uint32_t>(l);
+        ListSummary summary{list.name, list.path, 0, 0, 0, {}};
+        auto stats = load_domain_list(list.path, format_of(list.format),
+                                      [&](std::string_view name, uint32_t) {
+                                          if (list_used[l]) suffix.add(name, set_id);
+                                      });
+        if (!stats) {
+            return Error{"list \"" + list.name + "\": " + stats.error().to_string(), list.pos.file,
+                         list.pos.line, list.pos.col};
+        }
+        summary.entries = stats->entries;
+        summary.invalid = stats->invalid;
+        summary.unsupported = stats->unsupported;
+        for (const auto& issue : stats->first_issues) {
+            if (summary.issues.size() >= kMaxIssues) break;
+            summary.issues.push_back(list.path + ":" + std::to_string(issue.line) + ": " +
+                                     issue.reason + ": " + issue.text);
+        }
+        rs->lists_.push_back(std::move(summary));
+    }
+
+    for (uint32_t r = 0; r < rules.size(); ++r) {
+        const RuleSpec& rule = rules[r];
+        for (const auto& h : rule.hosts) exact.add(h.text, r);
+        for (const auto& d : rule.domains) suffix.add(d.text, r);
+        for (uint32_t i = 0; i < rule.host_regex.size(); ++i) {
+            if (!rs->host_re_) rs->host_re_ = new_set(false);
+            std::string error;
+            if (rs->host_re_->Add(rule.host_regex[i].text, &error) < 0) {
+                const Position& p = rule.host_regex[i].pos;
+                return Error{"invalid host_regex: " + error, p.file, p.line, p.col};
+            }
+            rs->host_re_entry_.emplace_back(r, i);
+        }
+        for (uint32_t i = 0; i < rule.url_regex.size(); ++i) {
+            if (!rs->url_re_) rs->url_re_ = new_set(true);
+            std::string error;
+            if (rs->url_re_->Add(rule.url_regex[i].text, &error) < 0) {
+                const Position& p = rule.url_regex[i].pos;
+                return Error{"invalid url_regex: " + error, p.file, p.line, p.col};
+            }
+            rs->url_re_entry_.emplace_back(r, i);
+        }
+        if (!rule.has_destination()) rs->always_.push_back(r);
+        if (rule.has_dest_nets) rs->dest_nets_.push_back(r);
+    }
+    for (auto* set : {rs->host_re_.get(), rs->url_re_.get()}) {
+        if (set && !set->Compile()) {
+            return Error{"the regular expressions do not fit in memory; use fewer or simpler ones",
+                         spec.file};
+        }
+    }
+    rs->exact_ = std::move(exact).build();
+    rs->suffix_ = std::move(suffix).build();
+    if (!spec.block_page_path.empty()) {
+        std::ifstream in(spec.block_page_path);
+        std::ostringstream text;
+        text << in.rdbuf();
+        rs->block_page_ = text.str();
+    }
+    rs->spec_ = std::move(spec);
+    return std::shared_ptr<const RuleSet>(std::move(rs));
+}
+
+bool RuleSet::rule_holds(uint32_t r, const RequestFacts& facts) const {
+    const RuleSpec& rule = spec_.rules[r];
+    if (!rule.ports.empty() &&
+        std::find(rule.ports.begin(), rule.ports.end(), facts.port) == rule.ports.end()) {
+        return false;
+    }
+    return !rule.has_clients || rule.clients.contains(facts.client);
+}
+
+// Calls fn(rule, kind, entry) for every rule a destination condition matches: `kind` names the
+// condition; `entry` is the index of the entry in that condition (or the list index for lists,
+// with the matched name in `name`). Rules may be reported several times and in any order.
+template <class Fn>
+void RuleSet::for_each_destination_match(const RequestFacts& facts, Fn&& fn) const {
+    exact_.for_each_exact(facts.host,
+                          [&](uint32_t id, std::string_view name) { fn(id, "hosts", name, 0u); });
+    suffix_.for_each_suffix(facts.host, [&](uint32_t id, std::string_view name) {
+        if (id < kListBase) {
+            fn(id, "domains", name, 0u);
+        } else {
+            for (uint32_t r : list_rules_[id - kListBase]) fn(r, "lists", name, id - kListBase);
+        }
+    });
+    // RE2::Set::Match fills a vector; one per thread avoids an allocation per request.
+    thread_local std::vector<int> hits;
+    if (host_re_) {
+        hits.clear();
+        if (host_re_->Match(facts.host, &hits)) {
+            for (int i : hits) {
+                fn(host_re_entry_[i].first, "host_regex", std::string_view(),
+                   host_re_entry_[i].second);
+            }
+        }
+    }
+    if (url_re_ && !facts.url.empty()) {
+        hits.clear();
+        if (url_re_->Match(facts.url, &hits)) {
+            for (int i : hits) {
+                fn(url_re_entry_[i].first, "url_regex", std::string_view(),
+                   url_re_entry_[i].second);
+            }
+        }
+    }
+    if (facts.host_kind != HostKind::Name && !dest_nets_.empty()) {
+        if (auto ip = IpAddr::parse(facts.host)) {
+            for (uint32_t r : dest_nets_) {
+                if (spec_.rules[r].dest_nets.contains(*ip)) fn(r, "dest_nets", facts.host, 0u);
+            }
+        }
+    }
+}
+
+Decision RuleSet::decide(const RequestFacts& facts) const {
+    uint32_t best = UINT32_MAX;
+    // Rules without destination conditions come first in line: the earliest that holds bounds
+    // the search; destination matches can only win by being earlier still.
+    for (uint32_t r : always_) {
+        if (rule_holds(r, facts)) {
+            best = r;
+            break;
+        }
+    }
+    for_each_destination_match(facts, [&](uint32_t r, const char*, std::string_view, uint32_t) {
+        if (r < best && rule_holds(r, facts)) best = r;
+    });
+    if (best == UINT32_MAX) return Decision{spec_.default_action, -1};
+    return Decision{spec_.rules[best].action, static_cast<int>(best)};
+}
+
+Explanation RuleSet::explain(const RequestFacts& facts) const {
+    Explanation ex;
+    ex.decision = decide(facts);
+    if (ex.decision.rule < 0) return ex;
+    const uint32_t r = static_cast<uint32_t>(ex.decision.rule);
+    const RuleSpec& rule = spec_.rules[r];
+    ex.rule_name = rule.name;
+    ex.rule_where = rule.pos.to_string();
+    if (!rule.has_destination()) {
+        if (rule.has_clients) {
+            ex.condition = "clients";
+            for (size_t i = 0; i < rule.client_labels.size(); ++i) {
+                if (!ex.entry.empty()) ex.entry += ", ";
+                ex.entry += rule.client_labels[i];
+            }
+        }
+        return ex;
+    }
+    bool found = false;
+    for_each_destination_match(
+        facts, [&](uint32_t hit, const char* kind, std::string_view name, uint32_t entry) {
+            if (found || hit != r) return;
+            found = true;
+            ex.condition = kind;
+            std::string k = kind;
+            if (k == "hosts" || k == "domains") {
+                const auto& list = k == "hosts" ? rule.hosts : rule.domains;
+                for (const auto& e : list) {
+                    if (e.text == name) {
+                        ex.entry = e.text;
+                        ex.entry_where = e.pos.to_string();
+                    }
+                }
+            } else if (k == "host_regex" || k == "url_regex") {
+                const auto& e = (k == "host_regex" ? rule.host_regex : rule.url_regex)[entry];
+                ex.entry = e.text;
+                ex.entry_where = e.pos.to_string();
+            } else if (k == "lists") {
+                const ListSpec& list = spec_.lists[entry];
+                std::string matched(name);
+                uint32_t line = 0;
+                // The index keeps no line numbers (memory); find the entry in the file again.
+                (void)load_domain_list(list.path, format_of(list.format),
+                                       [&](std::string_view n, uint32_t l) {
+                                           if (line == 0 && n == matched) line = l;
+                                       });
+                ex.entry = list.name;
+                ex.entry_where = std::filesystem::path(list.path).filename().string() + ":" +
+                                 std::to_string(line) + ": " + matched;
+            } else if (k == "dest_nets") {
+                ex.entry = std::string(name);
+                ex.entry_where = rule.pos.to_string();
+            }
+        });
+    return ex;
+}
+
+size_t RuleSet::entry_count() const { return exact_.size() + suffix_.size(); }
+
+size_t RuleSet::memory_bytes() const { return exact_.memory_bytes() + suffix_.memory_bytes(); }
+
+std::string make_block_response(std::string_view tmpl, std::string_view host, std::string_view rule,
+                                std::string_view client, std::string_view url, bool keep_alive,
+                                bool head_only) {
+    std::string page(tmpl.empty() ? std::string_view(kDefaultBlockPage) : tmpl);
+    const std::pair<std::string_view, std::string_view> vars[] = {
+        {"{{host}}", host}, {"{{rule}}", rule}, {"{{client}}", client}, {"{{url}}", url}};
+    for (const auto& [key, value] : vars) {
+        std::string escaped = html_escape(value);
+        for (size_t at = page.find(key); at != std::string::npos;
+             at = page.find(key, at + escaped.size())) {
+            page.replace(at, key.size(), escaped);
+        }
+    }
+    std::string out = "HTTP/1.1 403 Forbidden\r\nContent-Type: text/html; charset=utf-8\r\n";
+    out += "Content-Length: " + std::to_string(page.size()) + "\r\n";
+    out += "Cache-Control: no-store\r\n";
+    // Header values must not carry CR/LF: the rule name comes from the admin's file, but still.
+    std::string rule_header(rule);
+    std::replace_if(
+        rule_header.begin(), rule_header.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
+    out += "X-Hallpass-Rule: " + rule_header + "\r\n";
+    out += keep_alive ? "" : "Connection: close\r\n";
+    out += "\r\n";
+    if (!head_only) out += page;
+    return out;
+}
+
+}  // namespace hallpass
