@@ -306,6 +306,29 @@ fs::path artifacts_dir() {
     return dir && *dir ? fs::path(dir) : fs::current_path();
 }
 
+fs::path source_root() {
+    if (const char* env = std::getenv("HALLPASS_SOURCE_ROOT"); env && *env) return env;
+    // A bare run of a test binary: __FILE__ is relative to the build root, three levels above
+    // the binary (build/tests/e2e/).
+    fs::path source = __FILE__;
+    if (source.is_relative())
+        source =
+            fs::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path() / source;
+    return (source.parent_path() / ".." / "..").lexically_normal();
+}
+
+fs::path blocklists_dir() {
+    fs::path dir;
+    if (const char* env = std::getenv("HALLPASS_BLOCKLISTS"); env && *env)
+        dir = env;
+    else
+        dir = (source_root() / ".." / "shared" / "data" / "blocklists").lexically_normal();
+    if (!fs::is_directory(dir))
+        throw std::runtime_error("block lists not found at " + dir.string() +
+                                 "; set HALLPASS_BLOCKLISTS");
+    return dir;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Process
 
@@ -865,8 +888,9 @@ Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
     std::istringstream extra(options.server_yaml);
     for (std::string line; std::getline(extra, line);)
         if (!trim(line).empty()) yaml += "  " + line + "\n";
+    server_section_ = yaml;
     config_path_ = dir / (stem + ".yaml");
-    write_file(config_path_, yaml);
+    write_rules(options.rules_yaml);
 
     std::vector<std::string> argv = {hallpass_bin(), "-c", config_path_.string()};
     for (const auto& l : options.listen) {
@@ -923,6 +947,29 @@ std::string Hallpass::stderr_text() const { return read_file(stderr_path_); }
 bool Hallpass::wait_for_log(std::string_view needle, Ms timeout) const {
     return wait_until([&] { return contains(stderr_text(), needle); }, timeout);
 }
+
+size_t Hallpass::log_count(std::string_view needle) const {
+    return count_of(stderr_text(), needle);
+}
+
+bool Hallpass::wait_for_log_count(std::string_view needle, size_t n, Ms timeout) const {
+    return wait_until([&] { return log_count(needle) >= n; }, timeout);
+}
+
+void Hallpass::write_rules(std::string_view rules_yaml) const {
+    std::string yaml = server_section_;
+    if (!rules_yaml.empty()) {
+        yaml += rules_yaml;
+        if (yaml.back() != '\n') yaml += '\n';
+    }
+    // Written beside and renamed over the config, so a reload never reads half a file.
+    fs::path tmp = config_path_;
+    tmp += ".new";
+    write_file(tmp, yaml);
+    fs::rename(tmp, config_path_);
+}
+
+void Hallpass::reload() { process_->signal(SIGHUP); }
 
 long Hallpass::rss_kib() const {
     std::ifstream in("/proc/" + std::to_string(process_->pid()) + "/status");
@@ -1029,11 +1076,29 @@ std::optional<HttpResponse> parse_response_head(std::string_view head) {
     return r;
 }
 
-RawClient::RawClient(uint16_t port, std::string host, Ms timeout, int rcvbuf) {
+RawClient::RawClient(uint16_t port, std::string host, Ms timeout, int rcvbuf, std::string source) {
     bool v6 = host.find(':') != std::string::npos;
     fd_ = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd_ < 0) throw std::runtime_error(errno_text("socket"));
     if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (!source.empty()) {
+        int rc = -1;
+        if (v6) {
+            sockaddr_in6 a{};
+            a.sin6_family = AF_INET6;
+            if (::inet_pton(AF_INET6, source.c_str(), &a.sin6_addr) == 1)
+                rc = ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        } else {
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            if (::inet_pton(AF_INET, source.c_str(), &a.sin_addr) == 1)
+                rc = ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        }
+        if (rc != 0) {
+            close_fd(fd_);
+            throw std::runtime_error("cannot bind the client to " + source);
+        }
+    }
     int rc;
     if (v6) {
         sockaddr_in6 a{};

@@ -77,6 +77,11 @@ bool wait_until(const std::function<bool()>& predicate, Ms timeout);
 std::string hallpass_bin();
 // Where tests may leave artifacts for humans (screenshots): $HALLPASS_E2E_ARTIFACTS or ".".
 fs::path artifacts_dir();
+// The repository: $HALLPASS_SOURCE_ROOT (set by meson), else found from the build tree.
+fs::path source_root();
+// The real block lists (shared/data/blocklists/ beside the repository): $HALLPASS_BLOCKLISTS
+// (set by meson), else <source_root>/../shared/data/blocklists. Throws when it does not exist.
+fs::path blocklists_dir();
 
 // ---------------------------------------------------------------------------------------------
 // Child processes
@@ -291,6 +296,9 @@ struct HallpassOptions {
     // YAML lines added under `server:` ("max_connections: 2\nhead_timeout_ms: 300"); each line is
     // indented by the harness.
     std::string server_yaml;
+    // Top-level YAML written verbatim after the server section: `default:`, `groups:`, `lists:`,
+    // `rules:` (a rule file's paths are relative to the config's directory, the temp dir).
+    std::string rules_yaml;
     // Names the hosts_file maps to 127.0.0.1. Anything else goes to the DNS stub (NXDOMAIN).
     std::vector<std::string> hosts = {"site.test", "a.test", "b.test", "localhost"};
     // Raw lines appended to the hosts file ("127.0.0.2 multi.test").
@@ -324,6 +332,16 @@ class Hallpass {
     std::string stderr_text() const;
     // Waits until stderr contains `needle`.
     bool wait_for_log(std::string_view needle, Ms timeout = 5s) const;
+    // Occurrences of `needle` in stderr, and a wait until there are at least `n` of them (for a
+    // log line that repeats, such as "reload ok" after the second SIGHUP).
+    size_t log_count(std::string_view needle) const;
+    bool wait_for_log_count(std::string_view needle, size_t n, Ms timeout = 5s) const;
+
+    // Rewrites the config file: the same server section, then `rules_yaml` (see
+    // HallpassOptions::rules_yaml). Takes effect on the next reload().
+    void write_rules(std::string_view rules_yaml) const;
+    // Sends SIGHUP: hallpass reloads the config file on its reload thread.
+    void reload();
     // Resident set size from /proc/PID/status (VmRSS), KiB; 0 when unknown.
     long rss_kib() const;
     bool running() { return process_->running(); }
@@ -334,6 +352,7 @@ class Hallpass {
   private:
     fs::path stderr_path_;
     fs::path config_path_;
+    std::string server_section_;  // "server:\n  hosts_file: ...", as written at start-up
     std::vector<uint16_t> ports_;
     std::unique_ptr<DnsStub> dns_;
     std::unique_ptr<Process> process_;
@@ -379,8 +398,9 @@ class RawClient {
 
     // Connects to host:port (IPv4 or IPv6 literal); throws when it cannot within `timeout`.
     // rcvbuf > 0 sets SO_RCVBUF before connecting (a small window for throttled readers).
+    // source, when given, is the local address to bind first ("127.0.0.2": another client IP).
     explicit RawClient(uint16_t port, std::string host = "127.0.0.1", Ms timeout = 5s,
-                       int rcvbuf = 0);
+                       int rcvbuf = 0, std::string source = {});
     ~RawClient();
     RawClient(const RawClient&) = delete;
     RawClient& operator=(const RawClient&) = delete;
