@@ -9,6 +9,7 @@
 #include <charconv>
 #include <functional>
 
+#include "hallpass/net_set.h"
 #include "hallpass/yaml_source.h"
 
 namespace hallpass {
@@ -50,15 +51,36 @@ std::optional<Error> set_listen(const YamlSource& src, const YAML::Node& node, S
     return std::nullopt;
 }
 
-std::optional<Error> set_connect_ports(const YamlSource& src, const YAML::Node& node,
-                                       ServerConfig& cfg) {
-    if (!node.IsSequence()) return src.error_at(node, "\"connect_ports\" must be a list of ports");
-    cfg.connect_ports.clear();
-    for (const YAML::Node& item : node) {
-        auto port = src.get_int(item, "connect_ports", 1, 65535);
-        if (!port) return port.error();
-        cfg.connect_ports.push_back(static_cast<uint16_t>(*port));
+// A list of ports (1..65535) into `member`.
+Row port_list_row(std::string_view name, std::vector<uint16_t> ServerConfig::*member) {
+    return Row{name,
+               [name, member](const YamlSource& src, const YAML::Node& node,
+                              ServerConfig& cfg) -> std::optional<Error> {
+                   if (!node.IsSequence()) {
+                       return src.error_at(node,
+                                           "\"" + std::string(name) + "\" must be a list of ports");
+                   }
+                   (cfg.*member).clear();
+                   for (const YAML::Node& item : node) {
+                       auto port = src.get_int(item, name, 1, 65535);
+                       if (!port) return port.error();
+                       (cfg.*member).push_back(static_cast<uint16_t>(*port));
+                   }
+                   return std::nullopt;
+               }};
+}
+
+std::optional<Error> set_allowed_clients(const YamlSource& src, const YAML::Node& node,
+                                         ServerConfig& cfg) {
+    auto list = src.get_string_list(node, "allowed_clients");
+    if (!list) return list.error();
+    NetSet check;
+    for (size_t i = 0; i < list->size(); ++i) {
+        if (auto err = check.add((*list)[i])) {
+            return src.error_at(node.IsSequence() ? node[i] : node, "allowed_clients: " + *err);
+        }
     }
+    cfg.allowed_clients = *list;
     return std::nullopt;
 }
 
@@ -117,7 +139,11 @@ const std::vector<Row>& rows() {
         int_row("pool_per_host", &ServerConfig::pool_per_host, 0, 10'000),
         int_row("pool_max_idle", &ServerConfig::pool_max_idle, 0, 1'000'000),
         int_row("pool_idle_timeout_ms", &ServerConfig::pool_idle_timeout_ms, 1, kDay),
-        {"connect_ports", set_connect_ports},
+        port_list_row("connect_ports", &ServerConfig::connect_ports),
+        port_list_row("http_ports", &ServerConfig::http_ports),
+        {"allowed_clients", set_allowed_clients},
+        int_row("max_connections_per_client", &ServerConfig::max_connections_per_client, 1,
+                10'000'000),
         {"hosts_file", set_hosts_file},
         {"nameservers", set_nameservers},
         {"block_page", set_block_page},

@@ -454,6 +454,13 @@ void Connection::handle_request() {
             return;
         }
     }
+    const auto& http_ports = worker_.config().http_ports;
+    if (!http_ports.empty() &&
+        std::find(http_ports.begin(), http_ports.end(), uri->authority.port) == http_ports.end()) {
+        reply_error(403, "plain HTTP to port " + std::to_string(uri->authority.port) +
+                             " is not allowed (server.http_ports)");
+        return;
+    }
     uri_ = std::move(*uri);
     target_ = uri_.authority;
     req_framing_ = *framing;
@@ -592,7 +599,18 @@ void Connection::on_resolved(const DnsAnswer& answer) {
         return;
     }
     addrs_ = answer.addresses;
-    for (auto& a : addrs_) set_port(&a, target_.port);
+    for (auto& a : addrs_) {
+        set_port(&a, target_.port);
+        // A request to hallpass's own listening address would come back to it, again and again.
+        auto ip = IpAddr::from_sockaddr(reinterpret_cast<const sockaddr*>(&a));
+        if (ip && worker_.shared().is_self(*ip, target_.port)) {
+            reply_error(
+                403,
+                "refusing to connect to hallpass itself (" + pool_key_ + "): that would be a loop",
+                true);
+            return;
+        }
+    }
     addr_index_ = 0;
     connect_next();
 }

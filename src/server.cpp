@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -38,6 +39,24 @@ Result<int> bind_socket(const ListenAddress& addr) {
         return Error{std::strerror(err)};
     }
     return fd;
+}
+
+// Every address of this machine, for listeners bound to 0.0.0.0 or ::. Read once at start-up;
+// addresses added later are not seen (documented in docs/security.md).
+NetSet local_addresses() {
+    NetSet set;
+    set.add("127.0.0.0/8");
+    set.add("::1");
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) == 0) {
+        for (ifaddrs* it = list; it; it = it->ifa_next) {
+            if (!it->ifa_addr) continue;
+            if (auto ip = IpAddr::from_sockaddr(it->ifa_addr)) set.add(ip->to_string());
+        }
+        freeifaddrs(list);
+    }
+    set.compile();
+    return set;
 }
 
 struct SignalContext {
@@ -80,6 +99,12 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     s->rules_ = std::move(rules);
     s->rules_path_ = std::move(rules_path);
     s->shared_ = std::make_unique<SharedState>();
+    for (const std::string& cidr : s->cfg_.allowed_clients) {
+        if (auto err = s->shared_->allowed_clients.add(cidr))
+            return Error{"allowed_clients: " + *err};
+    }
+    s->shared_->allowed_clients.compile();
+    s->shared_->local_addresses = local_addresses();
     int threads = s->cfg_.threads > 0 ? s->cfg_.threads
                                       : static_cast<int>(std::thread::hardware_concurrency());
     if (threads <= 0) threads = 1;
@@ -120,7 +145,15 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
                 // Learn the port the kernel chose for port 0, and bind the others to it.
                 socklen_t len = sizeof addr->addr;
                 getsockname(*fd, reinterpret_cast<sockaddr*>(&addr->addr), &len);
-                s->bound_.push_back(format_address(reinterpret_cast<sockaddr*>(&addr->addr)));
+                const auto* bound = reinterpret_cast<const sockaddr*>(&addr->addr);
+                s->bound_.push_back(format_address(bound));
+                SelfAddress self;
+                self.ip = IpAddr::from_sockaddr(bound).value_or(IpAddr{});
+                self.any = self.ip.hi == 0 && self.ip.lo == 0;
+                self.port = ntohs(bound->sa_family == AF_INET
+                                      ? reinterpret_cast<const sockaddr_in*>(bound)->sin_port
+                                      : reinterpret_cast<const sockaddr_in6*>(bound)->sin6_port);
+                s->shared_->self.push_back(self);
             }
         }
     }

@@ -109,18 +109,61 @@ void Worker::request_drain(int grace_ms) {
 
 void Worker::request_rules_refresh() { event_active(refresh_event_, EV_TIMEOUT, 1); }
 
+size_t SharedState::bucket_of(const IpAddr& ip) {
+    uint64_t h = ip.hi * 0x9e3779b97f4a7c15ULL ^ ip.lo * 0xc2b2ae3d27d4eb4fULL;
+    return static_cast<size_t>((h ^ (h >> 29)) % kClientBuckets);
+}
+
+bool SharedState::is_self(const IpAddr& ip, uint16_t port) const {
+    for (const SelfAddress& s : self) {
+        if (s.port != port) continue;
+        if (s.any ? local_addresses.contains(ip)
+                  : (s.ip.v6 == ip.v6 && s.ip.hi == ip.hi && s.ip.lo == ip.lo)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void Worker::refuse(int fd, const sockaddr* peer, int status, const char* why) {
+    // A fresh socket's send buffer is empty: this short write cannot block.
+    std::string answer = make_error_response(status, why);
+    ssize_t ignored = ::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)ignored;
+    ::close(fd);
+    // A flood of refusals must not become a flood of log lines: one a second per worker.
+    timeval now{};
+    event_base_gettimeofday_cached(base_, &now);
+    if (now.tv_sec != last_refusal_log_s_) {
+        last_refusal_log_s_ = now.tv_sec;
+        LOG_WARN("refused %s with %d: %s (%llu refusals so far)", format_address(peer).c_str(),
+                 status, why, static_cast<unsigned long long>(refusals_ + 1));
+    }
+    ++refusals_;
+}
+
 void Worker::on_accept(int fd, const sockaddr* peer) {
+    IpAddr client = IpAddr::from_sockaddr(peer).value_or(IpAddr{});
+    if (!shared_.allowed_clients.contains(client)) {
+        refuse(fd, peer, 403, "this proxy does not serve your address (server.allowed_clients)");
+        return;
+    }
+    if (draining_) {
+        refuse(fd, peer, 503, "hallpass is shutting down");
+        return;
+    }
     int open = shared_.connections.fetch_add(1) + 1;
-    if (draining_ || open > cfg_.max_connections) {
+    if (open > cfg_.max_connections) {
         shared_.connections.fetch_sub(1);
-        // A fresh socket's send buffer is empty: this short write cannot block.
-        std::string busy = make_error_response(
-            503, draining_ ? "hallpass is shutting down" : "too many connections, try again later");
-        ssize_t ignored = ::send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)ignored;
-        ::close(fd);
-        LOG_WARN("refused %s: %s", format_address(peer).c_str(),
-                 draining_ ? "shutting down" : "max_connections reached");
+        refuse(fd, peer, 503, "too many connections, try again later (server.max_connections)");
+        return;
+    }
+    auto& per_client = shared_.per_client[SharedState::bucket_of(client)];
+    if (per_client.fetch_add(1) + 1 > cfg_.max_connections_per_client) {
+        per_client.fetch_sub(1);
+        shared_.connections.fetch_sub(1);
+        refuse(fd, peer, 503,
+               "too many connections from your address (server.max_connections_per_client)");
         return;
     }
     uint64_t id = shared_.next_id.fetch_add(1);
@@ -159,6 +202,7 @@ void Worker::on_reap() {
     std::vector<Connection*> done;
     done.swap(reap_list_);
     for (Connection* conn : done) {
+        shared_.per_client[SharedState::bucket_of(conn->client_ip())].fetch_sub(1);
         if (connections_.erase(conn)) shared_.connections.fetch_sub(1);
     }
     maybe_exit();

@@ -41,6 +41,14 @@ struct ServerConfig {
     int pool_idle_timeout_ms = 30'000;
 
     std::vector<uint16_t> connect_ports = {443};  // CONNECT allowed to these ports only
+    std::vector<uint16_t> http_ports;             // plain HTTP to these ports only; empty = all
+
+    // Who may use the proxy at all (no open proxy): loopback, RFC 1918, link-local, IPv6 ULA
+    // and link-local by default. Others get 403 before anything else happens.
+    std::vector<std::string> allowed_clients = {"127.0.0.0/8",    "10.0.0.0/8",     "172.16.0.0/12",
+                                                "192.168.0.0/16", "169.254.0.0/16", "::1",
+                                                "fc00::/7",       "fe80::/10"};
+    int max_connections_per_client = 512;  // concurrent connections from one address -> 503
 
     // DNS.
     std::string hosts_file = "/etc/hosts";  // "" = none

@@ -55,6 +55,7 @@ class Connection final : public Relay::Owner {
 
     bool finished() const { return state_ == State::Finished; }
     uint64_t id() const { return id_; }
+    const IpAddr& client_ip() const { return client_ip_; }
     State state() const { return state_; }
 
     // libevent trampolines (public for the C callbacks in connection.cpp).

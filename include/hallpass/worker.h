@@ -13,6 +13,7 @@
 
 #include "hallpass/config.h"
 #include "hallpass/http_parser.h"
+#include "hallpass/net_set.h"
 #include "hallpass/rule_store.h"
 
 struct event;
@@ -26,10 +27,29 @@ class DnsResolver;
 class HostsTable;
 class UpstreamPool;
 
-// State shared by all workers: lock-free counters only.
+// One of hallpass's own listening sockets, for loop detection.
+struct SelfAddress {
+    bool any = false;  // 0.0.0.0 or ::: every local address on `port`
+    IpAddr ip;
+    uint16_t port = 0;
+};
+
+// State shared by all workers: immutable after start, or lock-free counters.
 struct SharedState {
     std::atomic<int> connections{0};   // open client connections, all workers
     std::atomic<uint64_t> next_id{1};  // connection ids for logs
+    NetSet allowed_clients;            // server.allowed_clients, compiled
+    std::vector<SelfAddress> self;     // where hallpass listens
+    NetSet local_addresses;            // this machine's addresses (for `any` listeners)
+
+    // Open connections per client address, in hashed buckets: lock-free, fixed memory. Two
+    // clients sharing a bucket share its count, which can only make the limit stricter.
+    static constexpr size_t kClientBuckets = 16384;
+    std::unique_ptr<std::atomic<int>[]> per_client { new std::atomic<int>[ kClientBuckets ]() };
+    static size_t bucket_of(const IpAddr& ip);
+
+    // True when ip:port is one of our own listening addresses (a request there would loop).
+    bool is_self(const IpAddr& ip, uint16_t port) const;
 };
 
 class Worker {
@@ -57,6 +77,7 @@ class Worker {
     // For connections (worker thread only).
     event_base* base() const { return base_; }
     const ServerConfig& config() const { return cfg_; }
+    const SharedState& shared() const { return shared_; }
     const ParseLimits& limits() const { return limits_; }
     DnsResolver& dns() { return *dns_; }
     UpstreamPool& pool() { return *pool_; }
@@ -76,6 +97,7 @@ class Worker {
 
   private:
     void close_listeners();
+    void refuse(int fd, const sockaddr* peer, int status, const char* why);
     void maybe_exit();
 
     int index_;
@@ -97,6 +119,8 @@ class Worker {
     std::vector<Connection*> reap_list_;
     std::atomic<int> drain_grace_ms_{0};
     bool draining_ = false;
+    time_t last_refusal_log_s_ = 0;
+    uint64_t refusals_ = 0;
     std::thread thread_;
 };
 

@@ -15,6 +15,9 @@ TEST_CASE("config: an empty file gives the defaults") {
     CHECK(cfg->connect_ports == std::vector<uint16_t>{443});
     CHECK(cfg->hosts_file == "/etc/hosts");
     CHECK(cfg->threads == 0);
+    CHECK(cfg->http_ports.empty());
+    CHECK(cfg->allowed_clients.size() == 8);
+    CHECK(cfg->max_connections_per_client == 512);
 }
 
 TEST_CASE("config: reads every kind of key") {
@@ -46,18 +49,31 @@ TEST_CASE("config: errors carry file:line:col and a did-you-mean") {
         const char* expected;
     };
     const Row rows[] = {
-        {"server:\n  treads: 2\n", "rules.yaml:2:3: unknown key \"treads\" in server (did you mean \"threads\"?)"},
-        {"servr:\n  threads: 2\n", "rules.yaml:1:1: unknown key \"servr\" in the top level (did you mean \"server\"?)"},
-        {"server:\n  threads: lots\n", "rules.yaml:2:12: \"threads\" must be a whole number, got \"lots\""},
-        {"server:\n  threads: 999\n", "rules.yaml:2:12: \"threads\" must be between 0 and 256, got 999"},
-        {"server:\n  connect_ports: [443, 70000]\n", "rules.yaml:2:24: \"connect_ports\" must be between 1 and 65535, got 70000"},
-        {"server:\n  listen: [\"1.2.3:80\"]\n", "rules.yaml:2:12: bad IPv4 address in \"1.2.3:80\""},
-        {"server:\n  listen: [\"127.0.0.1\"]\n", "rules.yaml:2:12: bad address \"127.0.0.1\": expected ADDR:PORT (IPv6 as [ADDR]:PORT)"},
-        {"server:\n  nameservers: [\"dns.example\"]\n", "rules.yaml:2:17: bad nameserver \"dns.example\": expected an IP address, optionally with :PORT"},
-        {"server:\n  hosts_file: [a, b]\n", "rules.yaml:2:15: \"hosts_file\" must be a string, not a list"},
+        {"server:\n  treads: 2\n",
+         "rules.yaml:2:3: unknown key \"treads\" in server (did you mean \"threads\"?)"},
+        {"servr:\n  threads: 2\n",
+         "rules.yaml:1:1: unknown key \"servr\" in the top level (did you mean \"server\"?)"},
+        {"server:\n  threads: lots\n",
+         "rules.yaml:2:12: \"threads\" must be a whole number, got \"lots\""},
+        {"server:\n  threads: 999\n",
+         "rules.yaml:2:12: \"threads\" must be between 0 and 256, got 999"},
+        {"server:\n  connect_ports: [443, 70000]\n",
+         "rules.yaml:2:24: \"connect_ports\" must be between 1 and 65535, got 70000"},
+        {"server:\n  listen: [\"1.2.3:80\"]\n",
+         "rules.yaml:2:12: bad IPv4 address in \"1.2.3:80\""},
+        {"server:\n  listen: [\"127.0.0.1\"]\n",
+         "rules.yaml:2:12: bad address \"127.0.0.1\": expected ADDR:PORT (IPv6 as [ADDR]:PORT)"},
+        {"server:\n  nameservers: [\"dns.example\"]\n",
+         "rules.yaml:2:17: bad nameserver \"dns.example\": expected an IP address, optionally with "
+         ":PORT"},
+        {"server:\n  hosts_file: [a, b]\n",
+         "rules.yaml:2:15: \"hosts_file\" must be a string, not a list"},
         {"server: [1, 2]\n", "rules.yaml:1:9: server must be a map"},
         {"server:\n  threads: 2\n  x: [\n", "rules.yaml:4:1: yaml syntax error"},
         {"- a\n- b\n", "rules.yaml:1:1: the top level must be a map (key: value)"},
+        {"server:\n  allowed_clients: [10.0.0.1/8]\n",
+         "rules.yaml:2:21: allowed_clients: \"10.0.0.1/8\" has host bits set"},
+        {"server:\n  http_ports: 80\n", "rules.yaml:2:15: \"http_ports\" must be a list of ports"},
     };
     for (const Row& row : rows) {
         SUBCASE(row.yaml) {
