@@ -695,6 +695,8 @@ void Connection::pump_request_body() {
     evbuffer* in = bufferevent_get_input(client_);
     evbuffer* out = bufferevent_get_output(upstream_);
     const size_t high = worker_.config().buffer_bytes;
+    size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
+    if (!client_paused_ && !client_eof_ && queued < high) read_more(client_, high - queued);
     while (!req_body_done_ && evbuffer_get_length(in) > 0) {
         if (evbuffer_get_length(out) >= high) {
             // The upstream is slow to take the body: stop reading the client until it drains.
@@ -817,6 +819,8 @@ void Connection::pump_response_body() {
     evbuffer* in = bufferevent_get_input(upstream_);
     evbuffer* out = bufferevent_get_output(client_);
     const size_t high = worker_.config().buffer_bytes;
+    size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
+    if (!upstream_paused_ && !upstream_eof_ && queued < high) read_more(upstream_, high - queued);
     while (!resp_done_ && evbuffer_get_length(in) > 0) {
         if (evbuffer_get_length(out) >= high) {
             // The client reads slowly: stop reading the upstream until the client drains.

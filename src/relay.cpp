@@ -7,6 +7,9 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
 
 namespace hallpass {
 namespace {
@@ -31,6 +34,37 @@ int64_t loop_now_ms(bufferevent* bev) {
     timeval tv{};
     event_base_gettimeofday_cached(bufferevent_get_base(bev), &tv);
     return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
+}
+
+size_t read_more(bufferevent* bev, size_t room) {
+    constexpr size_t kMaxStep = 256 * 1024;
+    size_t want = std::min(room, kMaxStep);
+    if (want < 16 * 1024) return 0;  // not worth a syscall; the loop will call us again
+    evbuffer* in = bufferevent_get_input(bev);
+    // bufferevent_socket keeps the end of its input frozen between its own reads.
+    evbuffer_unfreeze(in, 0);
+    evbuffer_iovec vec[2];
+    int n = evbuffer_reserve_space(in, static_cast<ev_ssize_t>(want), vec, 2);
+    size_t got = 0;
+    if (n > 0) {
+        iovec iov[2];
+        for (int i = 0; i < n; ++i) iov[i] = {vec[i].iov_base, vec[i].iov_len};
+        ssize_t r = ::readv(bufferevent_getfd(bev), iov, n);
+        if (r > 0) {
+            got = static_cast<size_t>(r);
+            size_t left = got;
+            int used = 0;
+            for (; used < n && left > 0; ++used) {
+                vec[used].iov_len = std::min(vec[used].iov_len, left);
+                left -= vec[used].iov_len;
+            }
+            evbuffer_commit_space(in, vec, used);
+        } else {
+            evbuffer_commit_space(in, vec, 0);
+        }
+    }
+    evbuffer_freeze(in, 0);
+    return got;
 }
 
 Relay::Relay(bufferevent* a, bufferevent* b, size_t high_water, Owner* owner)
@@ -61,6 +95,10 @@ void Relay::pump(int from) {
     int to = 1 - from;
     evbuffer* in = bufferevent_get_input(bev_[from]);
     evbuffer* out = bufferevent_get_output(bev_[to]);
+    size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
+    if (!paused_[from] && !eof_[from] && queued < high_water_) {
+        read_more(bev_[from], high_water_ - queued);
+    }
     size_t n = evbuffer_get_length(in);
     if (n == 0) return;
     touch();
