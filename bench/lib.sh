@@ -192,6 +192,16 @@ origin_accepts() {
         awk 'NR == 3 {print $1}'
 }
 
+# tcp_counters: "RETRANS LISTENDROPS TIMEOUTS", system-wide since boot (other sessions' traffic
+# included). A retransmission on loopback costs at least the 200 ms minimum RTO: it explains a
+# p99 far above the median.
+tcp_counters() {
+    nstat -asz 2>/dev/null | awk '
+        $1 == "TcpRetransSegs" {r = $2} $1 == "TcpExtListenDrops" {d = $2}
+        $1 == "TcpExtTCPTimeouts" {t = $2}
+        END {print r + 0, d + 0, t + 0}'
+}
+
 # ---------------------------------------------------------------------------------------------
 # Proxies. Each start_<name> TAG sets PROXY_PID and PROXY_PORT; TAG names its files.
 

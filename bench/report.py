@@ -3,7 +3,11 @@
 hallpass's targets (from issue 2) met or missed, every round's values, and the notes.
 
 usage: report.py RAW.tsv META.txt NOTES.txt > results.md
+       report.py pool RAW.tsv... > pooled.md
 RAW.tsv rows are: round, target, metric, value. Ratio = median(proxy) / median(direct).
+"pool" takes several runs' raw.tsv and, for the wrk measures, keeps only the runs during which
+other processes used less than QUIET_PCT % of one core: on a shared machine those are the ones
+to trust, whichever target they favour.
 """
 import collections
 import statistics
@@ -84,7 +88,50 @@ def verdict(row, samples):
     return f"{sign} {want}×: **{'met' if ok else 'missed'}** ({ratio:.2f}×)"
 
 
+QUIET_PCT = 20
+
+
+def pool(paths):
+    """Quiet wrk runs from several bench/run outputs: medians, ratios and sample counts."""
+    runs = []  # one dict per (file, round, target): metric -> value
+    for path in paths:
+        per = collections.defaultdict(dict)
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) == 4:
+                    per[(parts[0], parts[1])][parts[2]] = float(parts[3])
+        runs.extend({"target": k[1], **v} for k, v in per.items())
+    out = [f"Quiet wrk runs (other processes < {QUIET_PCT} % of one core) pooled over "
+           f"{len(paths)} bench/run results; n = runs kept of all runs.", "",
+           "| measure | " + " | ".join(NAMES[t] for t in TARGETS) + " |",
+           "| --- |" + " ---: |" * len(TARGETS)]
+    for label, metric, scale, _, _ in ROWS:
+        scen = metric.split(".")[0]
+        if scen not in ("ka", "close"):
+            continue
+        med = {}
+        counts = {}
+        for t in TARGETS:
+            every = [r for r in runs if r["target"] == t and metric in r]
+            quiet = [r[metric] * scale for r in every
+                     if r.get(f"{scen}.foreign_pct", 100) < QUIET_PCT]
+            med[t] = statistics.median(quiet) if quiet else None
+            counts[t] = (len(quiet), len(every))
+        cells = []
+        for t in TARGETS:
+            v, (n, total) = med[t], counts[t]
+            ratio = f" ({v / med['direct']:.2f}×)" if v is not None and med["direct"] and \
+                t != "direct" else ""
+            cells.append(f"{fmt(v)}{ratio}, n={n}/{total}")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    print("\n".join(out))
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "pool":
+        pool(sys.argv[2:])
+        return
     raw, meta_path, notes_path = sys.argv[1:4]
     samples = load(raw)
     meta = {}
@@ -139,14 +186,18 @@ def main():
         w(f"| {label.format(mib=mib)} | " + " | ".join(cells) + " |")
     w("")
 
-    w("## wrk errors and origin connections (summed over rounds)")
+    w("## wrk errors, origin connections and TCP counters (summed over rounds)")
     w("")
     w("Origin connections: how many TCP connections nginx accepted during the runs; a proxy that")
     w("reuses upstream connections stays near 50 per keep-alive run.")
     w("")
+    w("TCP retransmits, listen drops and retransmission timeouts are the kernel's counters during")
+    w("the runs, system-wide (other sessions' traffic included): on loopback, a retransmission")
+    w("waits at least the 200 ms minimum RTO, which shows up in p99 and max latency.")
+    w("")
     w("| scenario | target | requests | connect | read | write | status > 399 | timeout "
-      "| origin connections |")
-    w("| --- | --- |" + " ---: |" * 7)
+      "| origin connections | TCP retransmits | listen drops | RTO timeouts | max latency, ms |")
+    w("| --- | --- |" + " ---: |" * 11)
     for scen in ("ka", "close"):
         for t in TARGETS:
             total = lambda k: sum(v for _, v in samples.get((t, f"{scen}.{k}"), []))
@@ -154,7 +205,10 @@ def main():
                 continue
             w(f"| {scen} | {NAMES[t]} | {total('requests'):,.0f} | " +
               " | ".join(f"{total(k):,.0f}" for k in ERROR_KEYS) +
-              f" | {total('origin_conns'):,.0f} |")
+              f" | {total('origin_conns'):,.0f} | {total('tcp_retrans'):,.0f}"
+              f" | {total('listen_drops'):,.0f} | {total('tcp_timeouts'):,.0f} | " +
+              " / ".join(fmt(v / 1000) for _, v in sorted(samples.get((t, f"{scen}.max_us"), []))) +
+              " |")
     w("")
 
     w("## CPU used by other processes during each wrk run (% of one core, per round)")
