@@ -222,7 +222,9 @@ build_hallpass() {
 }
 
 # start_hallpass TAG [WRAPPER...]: the release build, one worker per core, default settings
-# except the CONNECT port of our TLS origin and room for the idle-connection test.
+# except the CONNECT port of our TLS origin and room for the idle-connection test: all 1,000
+# idle clients come from 127.0.0.1, so the per-client cap (default 512) is raised like
+# tinyproxy's MaxClients.
 start_hallpass() {
     local tag=$1 i
     shift
@@ -230,6 +232,7 @@ start_hallpass() {
 server:
   connect_ports: [$TLS_PORT]
   max_connections: 20000
+  max_connections_per_client: 20000
 EOF
     start_bg "$tag" "$@" "$HALLPASS_BIN" -c "$BENCH_TMP/$tag.yaml" --listen 127.0.0.1:0 \
         --threads "$(nproc)"
