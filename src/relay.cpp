@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -38,9 +39,14 @@ int64_t loop_now_ms(bufferevent* bev) {
 
 size_t read_more(bufferevent* bev, size_t room) {
     constexpr size_t kMaxStep = 256 * 1024;
-    size_t want = std::min(room, kMaxStep);
-    if (want < 16 * 1024) return 0;  // not worth a syscall; the loop will call us again
+    constexpr size_t kLibeventRead = 4096;  // libevent 2.1's EVBUFFER_MAX_READ
     evbuffer* in = bufferevent_get_input(bev);
+    // Only when libevent's last read was capped is more likely waiting; and reserve only what
+    // the socket holds: an idle tunnel must not keep an empty 256 KiB chain per side.
+    if (evbuffer_get_length(in) < kLibeventRead || room < 16 * 1024) return 0;
+    int pending = 0;
+    if (ioctl(bufferevent_getfd(bev), FIONREAD, &pending) != 0 || pending < 16 * 1024) return 0;
+    size_t want = std::min({room, kMaxStep, static_cast<size_t>(pending)});
     // bufferevent_socket keeps the end of its input frozen between its own reads.
     evbuffer_unfreeze(in, 0);
     evbuffer_iovec vec[2];

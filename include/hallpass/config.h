@@ -36,8 +36,8 @@ struct ServerConfig {
     size_t buffer_bytes = 256 * 1024;  // per direction before reading pauses (backpressure)
 
     // Upstream keep-alive pool (per worker).
-    size_t pool_per_host = 8;    // idle connections kept per host:port
-    size_t pool_max_idle = 256;  // idle connections kept in all
+    size_t pool_per_host = 64;    // idle connections kept per host:port
+    size_t pool_max_idle = 1024;  // idle connections kept in all
     int pool_idle_timeout_ms = 30'000;
 
     std::vector<uint16_t> connect_ports = {443};  // CONNECT allowed to these ports only
