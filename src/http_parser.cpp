@@ -263,7 +263,9 @@ HeadParse<Head> parse_head(std::string_view bytes, const ParseLimits& limits,
         if (start.status == LineStatus::Found || bytes.size() > max_head) {
             return fail<Head>(HeadStatus::HeadersTooLarge, "head too large");
         }
-        if (partial_line_invalid(bytes.substr(pos), false)) {
+        // A response's reason phrase may hold HTAB (RFC 9112 §4); a request line may not.
+        constexpr bool kTabAllowed = std::is_same_v<Head, ResponseHead>;
+        if (partial_line_invalid(bytes.substr(pos), kTabAllowed)) {
             return fail<Head>(HeadStatus::Malformed, "control character in the start line");
         }
         return out;  // Incomplete

@@ -110,7 +110,7 @@ class Loader {
             if (!is_name(list.name)) {
                 return src_.error_at(it->first, "bad list name \"" + list.name + "\"");
             }
-            const YAML::Node& body = it->second;
+            const YAML::Node body = it->second;  // a copy: it->second is a temporary
             if (auto e = src_.check_keys(body, kListKeys, "list \"" + list.name + "\"")) return e;
             if (!body["file"])
                 return src_.error_at(body, "list \"" + list.name + "\" needs a file");

@@ -544,3 +544,11 @@ TEST_CASE("http_parser: binary garbage fails before any line end arrives") {
     CHECK(parse_request_head("GET / HTTP/1.1\r\nX-A: a\tb", limits).status ==
           HeadStatus::Incomplete);
 }
+
+TEST_CASE("http_parser: a HTAB in a partial reason phrase is not garbage (found by fuzzing)") {
+    const ParseLimits limits;
+    CHECK(parse_response_head("HTTP/1.1 200 O\tK", limits).status == HeadStatus::Incomplete);
+    auto done = parse_response_head("HTTP/1.1 200 O\tK\r\n\r\n", limits);
+    CHECK(done.status == HeadStatus::Complete);
+    CHECK(done.head.reason == "O\tK");
+}
