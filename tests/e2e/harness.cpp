@@ -10,6 +10,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -304,6 +306,46 @@ std::string hallpass_bin() {
 fs::path artifacts_dir() {
     const char* dir = std::getenv("HALLPASS_E2E_ARTIFACTS");
     return dir && *dir ? fs::path(dir) : fs::current_path();
+}
+
+Ms process_cpu_time(pid_t pid) {
+    // Fields 14 and 15 of /proc/PID/stat (utime, stime) in clock ticks; the command name in
+    // field 2 may hold spaces, so count from its closing parenthesis.
+    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    auto paren = stat.rfind(')');
+    if (paren == std::string::npos) return Ms(-1);
+    std::istringstream in(stat.substr(paren + 2));
+    std::string field;
+    long utime = -1, stime = -1;
+    for (int i = 3; i <= 15 && in >> field; ++i) {
+        if (i == 14) utime = std::atol(field.c_str());
+        if (i == 15) stime = std::atol(field.c_str());
+    }
+    long hz = ::sysconf(_SC_CLK_TCK);
+    if (utime < 0 || stime < 0 || hz <= 0) return Ms(-1);
+    return Ms((utime + stime) * 1000 / hz);
+}
+
+long open_fd_count(pid_t pid) {
+    std::error_code ec;
+    long n = 0;
+    for (fs::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end;
+         !ec && it != end; it.increment(ec))
+        ++n;
+    return ec ? -1 : n;
+}
+
+long raise_fd_limit(long wanted) {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return -1;
+    rlim_t target = static_cast<rlim_t>(wanted);
+    if (lim.rlim_max != RLIM_INFINITY && target > lim.rlim_max) target = lim.rlim_max;
+    if (target > lim.rlim_cur) {
+        lim.rlim_cur = target;
+        ::setrlimit(RLIMIT_NOFILE, &lim);
+        ::getrlimit(RLIMIT_NOFILE, &lim);
+    }
+    return static_cast<long>(lim.rlim_cur);
 }
 
 fs::path source_root() {
@@ -606,7 +648,7 @@ void ScriptedOrigin::accept_loop() {
             serve(fd);
             std::lock_guard inner(mu_);
             // Closed here, under the lock, so the destructor never touches a reused number.
-            if (options_.mode == Mode::ResetMidResponse) {
+            if (options_.mode == Mode::ResetMidResponse || options_.mode == Mode::ResetAfterHead) {
                 linger lg{1, 0};
                 ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
             }
@@ -683,9 +725,15 @@ void ScriptedOrigin::serve(int fd) {
             while (next_request(request)) record(request);
             return;
         case Mode::Stall:
+            // Never reads; POLLRDHUP (FIN) and POLLHUP/POLLERR (RST) still say the peer went.
             while (!stopping_) {
-                pollfd w = {wake_[0], POLLIN, 0};
-                ::poll(&w, 1, -1);
+                pollfd fds[2] = {{fd, POLLRDHUP, 0}, {wake_[0], POLLIN, 0}};
+                if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+                if (fds[1].revents) return;
+                if (fds[0].revents) {
+                    closed_by_peer_++;
+                    return;
+                }
             }
             return;
         case Mode::ResetMidResponse:
@@ -705,6 +753,123 @@ void ScriptedOrigin::serve(int fd) {
             send_all_blocking(fd, options_.reply);
             ::shutdown(fd, SHUT_WR);
             return;
+        case Mode::ResetAfterHead:
+            while (!contains(buf, "\r\n\r\n"))
+                if (!read_more()) return;
+            record(std::exchange(buf, {}));
+            return;  // the closing thread sets SO_LINGER 0: an RST, unread body or not
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// EchoServer
+
+EchoServer::EchoServer() {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (listen_fd_ < 0) throw std::runtime_error(errno_text("echo socket"));
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a = loopback(0);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(listen_fd_, 4096) != 0)
+        throw std::runtime_error(errno_text("echo bind/listen"));
+    port_ = bound_port(listen_fd_);
+    if (::pipe2(wake_, O_CLOEXEC) != 0) throw std::runtime_error(errno_text("pipe2"));
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) throw std::runtime_error(errno_text("epoll_create1"));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd_;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    ev.data.fd = wake_[0];
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_[0], &ev);
+    thread_ = std::thread([this] { serve(); });
+}
+
+EchoServer::~EchoServer() {
+    (void)!::write(wake_[1], "x", 1);
+    if (thread_.joinable()) thread_.join();
+    close_fd(epoll_fd_);
+    close_fd(listen_fd_);
+    close_fd(wake_[0]);
+    close_fd(wake_[1]);
+}
+
+void EchoServer::serve() {
+    // fd -> bytes read but not yet written back (the peer is not reading).
+    std::map<int, std::string> pending;
+    auto drop = [&](int fd) {
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+        ::close(fd);
+        pending.erase(fd);
+        open_--;
+    };
+    auto flush = [&](int fd) {
+        std::string& out = pending[fd];
+        while (!out.empty()) {
+            ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+            if (n > 0) {
+                bytes_ += static_cast<uint64_t>(n);
+                out.erase(0, static_cast<size_t>(n));
+            } else if (n < 0 && errno == EINTR) {
+                continue;
+            } else {
+                return n < 0 && errno == EAGAIN;
+            }
+        }
+        return true;
+    };
+    std::vector<epoll_event> events(256);
+    std::vector<char> chunk(65536);
+    for (;;) {
+        int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (int i = 0; i < n; ++i) {
+            int fd = events[i].data.fd;
+            if (fd == wake_[0]) {
+                for (const auto& [conn, unused] : pending) ::close(conn);
+                return;
+            }
+            if (fd == listen_fd_) {
+                for (;;) {
+                    int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                    if (c < 0) break;
+                    accepted_++;
+                    open_++;
+                    pending[c];
+                    epoll_event ev{};
+                    ev.events = EPOLLIN | EPOLLRDHUP;
+                    ev.data.fd = c;
+                    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c, &ev);
+                }
+                continue;
+            }
+            bool alive = true;
+            for (;;) {
+                ssize_t got = ::recv(fd, chunk.data(), chunk.size(), 0);
+                if (got > 0) {
+                    pending[fd].append(chunk.data(), static_cast<size_t>(got));
+                    if (pending[fd].size() > (4u << 20)) break;  // the peer is not reading
+                    continue;
+                }
+                if (got < 0 && errno == EINTR) continue;
+                if (got < 0 && errno == EAGAIN) break;
+                alive = false;  // EOF or reset
+                break;
+            }
+            if (!flush(fd) || !alive) {
+                drop(fd);
+                continue;
+            }
+            // Wait for writability only while something is left to send.
+            epoll_event ev{};
+            ev.events = EPOLLRDHUP | (pending[fd].empty() ? EPOLLIN : EPOLLOUT);
+            ev.data.fd = fd;
+            ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+        }
     }
 }
 
@@ -892,7 +1057,8 @@ Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
     config_path_ = dir / (stem + ".yaml");
     write_rules(options.rules_yaml);
 
-    std::vector<std::string> argv = {hallpass_bin(), "-c", config_path_.string()};
+    std::vector<std::string> argv = options.command_prefix;
+    argv.insert(argv.end(), {hallpass_bin(), "-c", config_path_.string()});
     for (const auto& l : options.listen) {
         argv.push_back("--listen");
         argv.push_back(l);

@@ -1,5 +1,6 @@
 // End-to-end test harness: temp dirs, child processes (hallpass, nginx, curl, chromium) that are
-// always reaped, and loopback-only helpers (a DNS stub, a scripted origin, a raw HTTP client).
+// always reaped, and loopback-only helpers (a DNS stub, a scripted origin, an echo server for
+// thousands of tunnels, a raw HTTP client, process CPU and descriptor probes).
 // Every wait here has a deadline; every child is killed and reaped by a destructor, so a failed
 // REQUIRE (which throws) leaves no stray process. Used by every tests/e2e/*_test.cpp.
 #pragma once
@@ -77,6 +78,14 @@ bool wait_until(const std::function<bool()>& predicate, Ms timeout);
 std::string hallpass_bin();
 // Where tests may leave artifacts for humans (screenshots): $HALLPASS_E2E_ARTIFACTS or ".".
 fs::path artifacts_dir();
+// CPU time (user + system) a process has used so far, from /proc/PID/stat; -1 when unknown.
+Ms process_cpu_time(pid_t pid);
+// Open file descriptors of a process (entries of /proc/PID/fd); -1 when unknown.
+long open_fd_count(pid_t pid);
+// Raises this process's soft RLIMIT_NOFILE towards `wanted` (never above the hard limit) and
+// returns the soft limit now in force. Children started afterwards inherit it.
+long raise_fd_limit(long wanted);
+
 // The repository: $HALLPASS_SOURCE_ROOT (set by meson), else found from the build tree.
 fs::path source_root();
 // The real block lists (shared/data/blocklists/ beside the repository): $HALLPASS_BLOCKLISTS
@@ -179,12 +188,13 @@ class DnsStub {
 class ScriptedOrigin {
   public:
     enum class Mode {
-        Respond,            // read each request (head + body), record it, send `reply`
-        Silent,             // read and record requests, never answer
-        Stall,              // accept, never read, never answer
-        ResetMidResponse,   // read a request, send `reply` (a partial response), then RST
-        CloseEarly,         // read a request, close without answering
-        ReadToEofThenReply  // read until the peer's EOF, record it all, send `reply`, close
+        Respond,             // read each request (head + body), record it, send `reply`
+        Silent,              // read and record requests, never answer
+        Stall,               // accept, never read, never answer (a peer close is counted)
+        ResetMidResponse,    // read a request, send `reply` (a partial response), then RST
+        CloseEarly,          // read a request, close without answering
+        ReadToEofThenReply,  // read until the peer's EOF, record it all, send `reply`, close
+        ResetAfterHead       // read a request head, record it, then RST (body still coming)
     };
     struct Options {
         Mode mode = Mode::Respond;
@@ -229,6 +239,35 @@ class ScriptedOrigin {
     std::vector<int> conn_fds_;
     std::vector<std::thread> conn_threads_;
     std::thread accept_thread_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Echo server: echoes every byte back on every connection, for thousands of connections at once
+// (one epoll thread). The far end of CONNECT tunnels in load and fault tests.
+
+class EchoServer {
+  public:
+    EchoServer();
+    ~EchoServer();
+    EchoServer(const EchoServer&) = delete;
+    EchoServer& operator=(const EchoServer&) = delete;
+
+    uint16_t port() const { return port_; }
+    size_t accepted() const { return accepted_.load(); }
+    size_t open_connections() const { return open_.load(); }
+    uint64_t bytes_echoed() const { return bytes_.load(); }
+
+  private:
+    void serve();
+
+    int listen_fd_ = -1;
+    int epoll_fd_ = -1;
+    int wake_[2] = {-1, -1};
+    uint16_t port_ = 0;
+    std::atomic<size_t> accepted_{0};
+    std::atomic<size_t> open_{0};
+    std::atomic<uint64_t> bytes_{0};
+    std::thread thread_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -308,6 +347,9 @@ struct HallpassOptions {
     int threads = 2;
     std::string log_level = "debug";
     std::vector<std::string> extra_args;
+    // Words run before the hallpass binary, which they must exec in place (so pid() stays
+    // hallpass's): {"prlimit", "--nofile=64:64"} starts it with 64 descriptors.
+    std::vector<std::string> command_prefix;
 };
 
 // Starts hallpass -c <temp>/hallpass.yaml --listen ... and waits (10 s) for its "listening on"

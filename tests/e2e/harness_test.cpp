@@ -156,3 +156,33 @@ TEST_CASE("harness: hallpass is started, its port read from the log, and stopped
     CHECK(contains(read_file(proxy.config_path()), "nameservers"));
     CHECK(proxy.stop() == 0);
 }
+
+TEST_CASE("harness: the echo server echoes on many connections; a reset-after-head origin resets") {
+    EchoServer echo;
+    std::vector<std::unique_ptr<RawClient>> clients;
+    for (int i = 0; i < 50; ++i) clients.push_back(std::make_unique<RawClient>(echo.port()));
+    for (size_t i = 0; i < clients.size(); ++i) clients[i]->send("hello " + std::to_string(i));
+    for (size_t i = 0; i < clients.size(); ++i) {
+        std::string want = "hello " + std::to_string(i);
+        CHECK(clients[i]->read_n(want.size()) == want);
+    }
+    CHECK(echo.accepted() == 50);
+    clients.clear();
+    CHECK(wait_until([&] { return echo.open_connections() == 0; }, 3s));
+
+    ScriptedOrigin origin({ScriptedOrigin::Mode::ResetAfterHead});
+    RawClient c(origin.port());
+    c.send("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial");
+    CHECK(c.wait_closed(3s));
+    CHECK(c.last_end() == RawClient::End::Reset);
+    REQUIRE(origin.wait_for_requests(1));
+    CHECK(origin.requests()[0].rfind("POST /up HTTP/1.1\r\n", 0) == 0);
+
+    ScriptedOrigin stall({ScriptedOrigin::Mode::Stall});
+    {
+        RawClient gone(stall.port());
+        gone.send("GET / HTTP/1.1\r\n\r\n");
+        REQUIRE(wait_until([&] { return stall.connections() == 1; }, 3s));
+    }
+    CHECK(wait_until([&] { return stall.closed_by_peer() == 1; }, 3s));
+}
