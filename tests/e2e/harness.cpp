@@ -303,6 +303,11 @@ std::string hallpass_bin() {
     return bin;
 }
 
+bool hallpass_is_sanitized() {
+    static const bool sanitized = contains(read_file(hallpass_bin()), "__asan_init");
+    return sanitized;
+}
+
 fs::path artifacts_dir() {
     const char* dir = std::getenv("HALLPASS_E2E_ARTIFACTS");
     return dir && *dir ? fs::path(dir) : fs::current_path();

@@ -76,6 +76,9 @@ bool wait_until(const std::function<bool()>& predicate, Ms timeout);
 
 // The hallpass binary under test: $HALLPASS_BIN (set by meson). Throws when unset.
 std::string hallpass_bin();
+// True when that binary was built with AddressSanitizer: its memory use (redzones, quarantine)
+// says nothing about hallpass's own, so tests skip their RSS bounds then.
+bool hallpass_is_sanitized();
 // Where tests may leave artifacts for humans (screenshots): $HALLPASS_E2E_ARTIFACTS or ".".
 fs::path artifacts_dir();
 // CPU time (user + system) a process has used so far, from /proc/PID/stat; -1 when unknown.

@@ -216,12 +216,16 @@ TEST_CASE("load: 5,000 concurrent connections, mostly idle tunnels, with request
     CHECK(ok > 100);
     CHECK(echoed == static_cast<size_t>(kTunnels));
     CHECK(reused == static_cast<size_t>(kKeepAlive));
-    // Bounded: an idle tunnel costs a few KiB of user-space memory (buffers are allocated when
-    // bytes move, then freed); 16 KiB each would already mean eager buffers or a leak.
-    CHECK(per_tunnel < 16.0);
-    CHECK(rss_loaded - rss_start < 5000 * 16);
-    // What one round of tunnels left behind, the second must reuse: no steady growth.
-    CHECK(rss_end2 - rss_end < kTunnels * 2);
+    if (hallpass_is_sanitized()) {
+        MESSAGE("an ASan build: its redzones and quarantine make RSS no measure; bounds skipped");
+    } else {
+        // Bounded: an idle tunnel costs a few KiB of user-space memory (buffers are allocated
+        // when bytes move, then freed); 16 KiB each would already mean eager buffers or a leak.
+        CHECK(per_tunnel < 16.0);
+        CHECK(rss_loaded - rss_start < 5000 * 16);
+        // What one round of tunnels left behind, the second must reuse: no steady growth.
+        CHECK(rss_end2 - rss_end < kTunnels * 2);
+    }
     CHECK(proxy.running());
     CHECK(probe(proxy.port(), origin.port(), "/1k") == 200);
 }
