@@ -356,26 +356,24 @@ void Connection::parse_head() {
         head_started_ = true;
         arm_timer(worker_.config().head_timeout_ms);
     }
-    // Parse only when the end of the head may be there, or a limit is reached: re-parsing a
-    // growing head on every byte of a slow sender would be quadratic.
     size_t cap = limits.max_head_bytes + 4;
     size_t n = std::min(len, cap);
     const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, n));
     std::string_view bytes(data, n);
-    size_t from = head_scanned_ >= 2 ? head_scanned_ - 2 : 0;
-    bool end_seen = bytes.find("\n\r\n", from) != std::string_view::npos ||
-                    bytes.find("\n\n", from) != std::string_view::npos;
+    // Parse when a line may have ended (CR or LF arrived: each complete line is checked at
+    // once, so "SSH-2.0-..." or bare-CR heads are refused without waiting for the head timeout),
+    // on any other control byte (binary garbage: a TLS ClientHello on the plain port), or when a
+    // limit is reached. Plain text bytes alone cannot change the answer: skipping them keeps a
+    // slow sender's head from being re-parsed per byte.
+    bool control_seen = std::any_of(bytes.begin() + head_scanned_, bytes.end(), [](char c) {
+        auto u = static_cast<unsigned char>(c);
+        return u < 0x20 || u == 0x7f;
+    });
     bool first_line_long =
         len > limits.max_request_line &&
         bytes.substr(0, limits.max_request_line + 2).find('\n') == std::string_view::npos;
-    // Binary garbage (a TLS ClientHello sent to the plain port) is answered at once, not after
-    // the head timeout: any control byte other than CR, LF and HTAB cannot be in a valid head.
-    bool control_seen = std::any_of(bytes.begin() + head_scanned_, bytes.end(), [](char c) {
-        auto u = static_cast<unsigned char>(c);
-        return (u < 0x20 && u != '\r' && u != '\n' && u != '\t') || u == 0x7f;
-    });
     head_scanned_ = n;
-    if (!end_seen && !first_line_long && !control_seen && len < cap) return;
+    if (!first_line_long && !control_seen && len < cap) return;
 
     HeadParse<RequestHead> p = parse_request_head(bytes, limits);
     switch (p.status) {

@@ -1,7 +1,7 @@
 // Chunked transfer coding (RFC 9112 §7.1), decoded as a resumable state machine over whatever
 // the connection has buffered. Strict on purpose: the proxy may pass a coded body through
 // unchanged, so any leniency here that the next hop does not share is a request-smuggling gap.
-// Line ends follow http_parser: CRLF, or a bare LF (RFC 9112 §2.2).
+// Line ends are CRLF only (unlike heads, chunk framing is forwarded as it came: see find_line).
 #include "hallpass/http_chunked.h"
 
 #include <algorithm>
@@ -84,19 +84,41 @@ bool is_valid_extensions(std::string_view s) {
 }
 
 // trailer field-line: the same syntax as a header line (RFC 9112 §7.1.2, §5).
+// Fields that must never arrive in a trailer section (RFC 9110 §6.5.1: framing, routing and
+// connection control). Trailers are forwarded as they came, so a next hop that merges them into
+// the head must not find a second Content-Length, Transfer-Encoding or Host there.
+bool is_forbidden_trailer(std::string_view name) {
+    static constexpr std::string_view kForbidden[] = {
+        "content-length", "transfer-encoding", "host", "connection",
+        "keep-alive",     "proxy-connection",  "te",   "trailer",
+        "upgrade"};
+    for (std::string_view f : kForbidden) {
+        if (f.size() != name.size()) continue;
+        bool same = true;
+        for (size_t i = 0; i < f.size() && same; ++i) {
+            char c = name[i];
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+            same = c == f[i];
+        }
+        if (same) return true;
+    }
+    return false;
+}
+
 bool is_valid_trailer_line(std::string_view line) {
     const size_t colon = line.find(':');
     if (colon == 0 || colon == std::string_view::npos) return false;
     for (size_t i = 0; i < colon; ++i) {
         if (!is_tchar(static_cast<unsigned char>(line[i]))) return false;
     }
+    if (is_forbidden_trailer(line.substr(0, colon))) return false;
     for (size_t i = colon + 1; i < line.size(); ++i) {
         if (!is_quoted_text(static_cast<unsigned char>(line[i]))) return false;
     }
     return true;
 }
 
-enum class LineStatus { Found, Incomplete, TooLong };
+enum class LineStatus { Found, Incomplete, TooLong, BareLf };
 
 struct Line {
     LineStatus status = LineStatus::Incomplete;
@@ -112,7 +134,11 @@ Line find_line(std::string_view input, size_t pos) {
     const size_t window = std::min(input.size() - pos, kMax + 2);
     if (const void* lf = std::memchr(begin, '\n', window)) {
         const size_t lf_off = static_cast<size_t>(static_cast<const char*>(lf) - begin);
-        const size_t len = (lf_off > 0 && begin[lf_off - 1] == '\r') ? lf_off - 1 : lf_off;
+        // Chunk framing is passed on as it came, so it must read the same to every next hop:
+        // only CRLF ends a line here. A bare LF (which RFC 9112 §2.2 lets a recipient accept in
+        // a head) would be read as a line end by us and not by an origin: request smuggling.
+        if (lf_off == 0 || begin[lf_off - 1] != '\r') return {LineStatus::BareLf, {}, 0};
+        const size_t len = lf_off - 1;
         if (len > kMax) return {LineStatus::TooLong, {}, 0};
         return {LineStatus::Found, std::string_view(begin, len), pos + lf_off + 1};
     }
@@ -146,9 +172,7 @@ ChunkedDecoder::Step ChunkedDecoder::feed(std::string_view input) {
         if (state_ == State::DataCrlf) {
             // The CRLF after chunk data is checked byte by byte: anything else is an error at once
             // rather than the start of a line we would wait for.
-            if (input[pos] == '\n') {
-                pos += 1;
-            } else if (input[pos] != '\r') {
+            if (input[pos] != '\r') {
                 return error();
             } else if (pos + 1 == input.size()) {
                 break;
@@ -162,7 +186,7 @@ ChunkedDecoder::Step ChunkedDecoder::feed(std::string_view input) {
         }
 
         const Line line = find_line(input, pos);
-        if (line.status == LineStatus::TooLong) return error();
+        if (line.status == LineStatus::TooLong || line.status == LineStatus::BareLf) return error();
         if (line.status == LineStatus::Incomplete) break;
 
         if (state_ == State::Trailer) {

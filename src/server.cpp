@@ -47,6 +47,9 @@ NetSet local_addresses() {
     NetSet set;
     set.add("127.0.0.0/8");
     set.add("::1");
+    // Connecting to the unspecified address reaches this host too (Linux treats it as local).
+    set.add("0.0.0.0");
+    set.add("::");
     ifaddrs* list = nullptr;
     if (getifaddrs(&list) == 0) {
         for (ifaddrs* it = list; it; it = it->ifa_next) {

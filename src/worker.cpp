@@ -115,8 +115,11 @@ size_t SharedState::bucket_of(const IpAddr& ip) {
 }
 
 bool SharedState::is_self(const IpAddr& ip, uint16_t port) const {
+    // 0.0.0.0 and :: as a destination reach this host, whichever local address we listen on.
+    const bool unspecified = ip.hi == 0 && ip.lo == 0;
     for (const SelfAddress& s : self) {
         if (s.port != port) continue;
+        if (unspecified) return true;
         if (s.any ? local_addresses.contains(ip)
                   : (s.ip.v6 == ip.v6 && s.ip.hi == ip.hi && s.ip.lo == ip.lo)) {
             return true;

@@ -128,8 +128,8 @@ TEST_CASE("http_chunked: leaves pipelined bytes after the body untouched") {
         CHECK(step.status == Status::Done);
         CHECK(step.consumed == 0);
     }
-    SUBCASE("byte by byte, with trailers and bare LF") {
-        const std::string body = "2\nhi\n0\nA: b\n\n";
+    SUBCASE("byte by byte, with trailers") {
+        const std::string body = "2\r\nhi\r\n0\r\nA: b\r\n\r\n";
         const Decoded d = decode_bytewise(body + next);
         CHECK(d.status == Status::Done);
         CHECK(d.payload == "hi");
@@ -137,11 +137,12 @@ TEST_CASE("http_chunked: leaves pipelined bytes after the body untouched") {
     }
 }
 
-TEST_CASE("http_chunked: accepts bare LF as a line end") {
-    const Decoded d = decode("5\nhello\n0\n\n");
-    CHECK(d.status == Status::Done);
-    CHECK(d.payload == "hello");
-    CHECK(d.consumed == 11);
+TEST_CASE("http_chunked: rejects a bare LF anywhere in the framing (it is forwarded as it came)") {
+    const char* rows[] = {"5\nhello\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n", "5\r\nhello\r\n0\n\r\n",
+                          "0\r\nA: b\n\r\n", "0\r\n\n"};
+    for (const char* row : rows) {
+        SUBCASE(row) { CHECK(decode(row).status == Status::Error); }
+    }
 }
 
 TEST_CASE("http_chunked: consumes trailer fields up to the empty line") {
@@ -320,4 +321,14 @@ TEST_CASE("http_chunked: a large chunk is handed over as the bytes arrive") {
     CHECK(d.status == Status::Done);
     CHECK(d.payload == data);
     CHECK(d.consumed == body.size());
+}
+
+TEST_CASE("http_chunked: framing and routing fields in the trailer section are refused") {
+    for (const char* field : {"Content-Length: 5", "transfer-encoding: chunked", "HOST: x",
+                              "Connection: close", "TE: trailers", "Trailer: X", "Upgrade: h2c"}) {
+        SUBCASE(field) {
+            CHECK(decode(std::string("0\r\n") + field + "\r\n\r\n").status == Status::Error);
+        }
+    }
+    CHECK(decode("0\r\nX-Checksum: 1\r\n\r\n").status == Status::Done);
 }
