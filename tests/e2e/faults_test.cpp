@@ -189,6 +189,67 @@ TEST_CASE("faults: bytes an origin sends after its response never answer the nex
     }
 }
 
+TEST_CASE("faults: a malicious origin cannot forge the response to the client's next request") {
+    // The client's connection carries requests to several origins in turn. An origin whose
+    // response a strict client reads as shorter than hallpass does leaves its extra bytes to be
+    // read as the answer to the client's next request, whatever host that request is for.
+    const std::string forged = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nFORGED";
+    struct Case {
+        const char* name;
+        std::string method;
+        std::string reply;
+    };
+    const Case cases[] = {
+        {"a bare LF in a chunk-size line hides a response", "GET",
+         [&] {
+             // Strict (CRLF) reading: "2;a\nxx" is size 2 with an extension, "33" its data,
+             // then "0\r\n\r\n" ends the body and the forged response follows.
+             const std::string hidden = "0\r\n\r\n" + forged;
+             char size[8];
+             std::snprintf(size, sizeof size, "%zx", hidden.size());  // two hex digits
+             return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a\nxx\r\n" +
+                    std::string(size) + "\r\n" + hidden + "\r\n0\r\n\r\n";
+         }()},
+        {"a body after the answer to HEAD", "HEAD",
+         "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(forged.size()) + "\r\n\r\n" +
+             forged},
+        {"a body after a 204", "GET", "HTTP/1.1 204 No Content\r\n\r\n" + forged},
+        {"a body after a 304", "GET",
+         "HTTP/1.1 304 Not Modified\r\nContent-Length: " + std::to_string(forged.size()) +
+             "\r\n\r\n" + forged},
+    };
+    for (const Case& c : cases) {
+        SUBCASE(c.name) {
+            TempDir dir;
+            ScriptedOrigin::Options o;
+            o.reply = c.reply;
+            ScriptedOrigin evil(o);
+            ScriptedOrigin good;  // answers "ok"
+            Hallpass proxy(dir);
+            const std::string evil_authority = "127.0.0.1:" + std::to_string(evil.port());
+
+            RawClient client(proxy.port());
+            client.send(c.method + " http://" + evil_authority +
+                        "/x HTTP/1.1\r\nHost: " + evil_authority + "\r\n\r\n");
+            auto first = client.read_final_response(5s, c.method == "HEAD");
+            INFO("first answer: " << (first ? first->head + first->body : client.buffer()));
+            // hallpass may refuse the response (502) or close the connection; what it may not
+            // do is leave bytes that answer the next request.
+            if (!client.eof()) {
+                client.send(proxy_get(good.port(), "/next"));
+                auto next = client.read_final_response(5s);
+                if (next) {
+                    CHECK_MESSAGE(next->body == "ok", "the next request was answered with: "
+                                                          << next->head << next->body);
+                    CHECK(next->status == 200);
+                }
+            }
+            CHECK_FALSE(contains(client.buffer(), "FORGED"));
+            CHECK(probe(proxy.port(), good.port(), "/") == 200);
+        }
+    }
+}
+
 TEST_CASE("faults: DNS failures reach every waiter and late answers are harmless") {
     TempDir dir;
     ScriptedOrigin ok;
