@@ -1001,6 +1001,14 @@ void Connection::abort_response() {
     // body is shorter than its Content-Length, or lacks the last chunk).
     free_upstream();
     client_keep_alive_ = false;
+    if (dechunk_ || resp_framing_.kind == BodyKind::UntilClose) {
+        // The client reads this body until the connection ends: a clean close would make the
+        // truncated body look complete (RFC 9112 §8). Only a reset says it is not.
+        linger lin{1, 0};
+        setsockopt(bufferevent_getfd(client_), SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
+        finish("truncated response delimited by close: reset");
+        return;
+    }
     close_after_flush();
 }
 
