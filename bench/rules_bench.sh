@@ -6,7 +6,7 @@
 #   load        rules_file_bench: load_rules_file of 1M names, wall/CPU time, memory
 #   squid-load  Squid 5.7 with the same 1M names as a dstdomain ACL: -k parse and start-up
 #   reload      hallpass under keep-alive load while SIGHUP reloads 1M names every 2 s; Squid
-#               under the same load while SIGHUP (= squid -k reconfigure) fires
+#               under the same load through one SIGHUP (= squid -k reconfigure)
 #   throughput  wrk keep-alive GET /1k through hallpass: no rules vs 1M names vs the full set
 #   proxy-callgrind  the same three under callgrind (1 worker): instructions per proxied request
 #
@@ -14,13 +14,13 @@
 #
 # --rounds: throughput rounds (default 3; each round runs every configuration once).
 # --quick: short runs (a smoke test, not numbers to quote). Results: DIR/<step>.txt, default
-# bench/results-rules/. BUILD_DIR (default build-rbench, a release build) is configured and
+# bench/results-rules/<UTC date>T<time>-<commit>/. BUILD_DIR (default build-rbench, a release build) is configured and
 # built here with -j2. Loopback only; every process started here is stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-rbench}
-OUT=$ROOT/bench/results-rules
+OUT=
 QUICK=0
 KEEP_TMP=0
 WRK_ROUNDS_ARG=
@@ -40,15 +40,17 @@ done
 [ ${#STEPS[@]} -gt 0 ] || STEPS=(decide callgrind load squid-load reload throughput proxy-callgrind)
 
 if [ "$QUICK" = 1 ]; then
-    DECIDE_CALLS=100000 LOAD_ROUNDS=2 SQUID_ROUNDS=1 RELOAD_SECS=6 SQUID_RELOAD_SECS=12
+    DECIDE_CALLS=100000 LOAD_ROUNDS=2 SQUID_ROUNDS=1 RELOAD_SECS=6 SQUID_RELOAD_SECS=30
     WRK_SECS=3 WRK_ROUNDS=1
 else
-    DECIDE_CALLS=1000000 LOAD_ROUNDS=5 SQUID_ROUNDS=3 RELOAD_SECS=20 SQUID_RELOAD_SECS=40
+    DECIDE_CALLS=1000000 LOAD_ROUNDS=5 SQUID_ROUNDS=3 RELOAD_SECS=20 SQUID_RELOAD_SECS=60
     WRK_SECS=10 WRK_ROUNDS=3
 fi
 WRK_ROUNDS=${WRK_ROUNDS_ARG:-$WRK_ROUNDS}
 HUP_EVERY_MS=2000
-SQUID_HUP_EVERY_MS=10000   # a Squid reconfigure of 1M names takes longer than 2 s
+# Squid gets one SIGHUP (1 s into the run): a reconfigure of 1M names takes longer than 2 s
+# (tens of seconds on a busy machine), and a second one before it finishes restarts it.
+SQUID_HUP_EVERY_MS=1000000
 CONNS=32
 
 log() { printf '[rules-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -341,7 +343,7 @@ step_reload() {
     echo
     echo "squid $(squid -v | head -1 | sed 's/.*Version //'), the same 1M names as a dstdomain ACL, loadavg $(loadavg)"
     run_client "squid, no reconfigure" "$SQ_PORT" "$sq" "$RELOAD_SECS"
-    run_client "squid, SIGHUP (squid -k reconfigure) every ${SQUID_HUP_EVERY_MS} ms" "$SQ_PORT" "$sq" \
+    run_client "squid, one SIGHUP (squid -k reconfigure) 1 s in" "$SQ_PORT" "$sq" \
         "$SQUID_RELOAD_SECS" "$SQUID_HUP_EVERY_MS"
     grep -c 'Reconfiguring Squid Cache' "$TMP/squid-reload/cache.log" |
         sed 's/^/  squid reconfigurations started (cache.log): /' || true
@@ -478,6 +480,7 @@ TMP=$(mktemp -d /tmp/hallpass-rules-bench.XXXXXX)
 chmod 755 "$TMP"   # nginx workers (nobody) and squid (proxy) read in here
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+[ -n "$OUT" ] || OUT=$ROOT/bench/results-rules/$(date -u +%Y%m%dT%H%M)-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 mkdir -p "$OUT"
 
 log "writing the inputs (1M names, rules files) to $TMP/in"
