@@ -21,9 +21,6 @@ constexpr auto kRelaxed = std::memory_order_relaxed;
 inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
     counter.store(counter.load(kRelaxed) + n, kRelaxed);
 }
-inline void bump(std::atomic<int64_t>& gauge, int64_t n) {
-    gauge.store(gauge.load(kRelaxed) + n, kRelaxed);
-}
 
 size_t latency_bucket(int64_t elapsed_ms) {
     for (size_t i = 0; i < kLatencyBoundsMs.size(); ++i) {
@@ -65,6 +62,44 @@ int64_t unix_now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
+}
+
+const char* error_kind(const Transaction& txn) {
+    if (txn.error.empty()) return nullptr;
+    // Named by status rather than by the free-text reason, which may hold host names: a label
+    // must have few values.
+    switch (txn.status) {
+        case 0:
+            return "no_response";
+        case 400:
+            return "bad_request";
+        case 403:
+            return "forbidden";
+        case 408:
+            return "request_timeout";
+        case 411:
+            return "length_required";
+        case 413:
+            return "body_too_large";
+        case 414:
+            return "uri_too_long";
+        case 431:
+            return "head_too_large";
+        case 501:
+            return "not_implemented";
+        case 502:
+            return "bad_gateway";
+        case 503:
+            return "unavailable";
+        case 504:
+            return "gateway_timeout";
+        case 505:
+            return "version_not_supported";
+        default:
+            break;
+    }
+    if (txn.status < 400) return "cut_short";  // a response or tunnel had begun
+    return txn.status < 500 ? "other_4xx" : "other_5xx";
 }
 
 const char* status_class_name(size_t index) {
@@ -274,7 +309,7 @@ void Stats::record(int worker, const Transaction& txn) {
     live.clients.add(txn.client.to_string());
     live.minutes.add((txn.start_unix_ms + elapsed_ms) / 60'000, blocked);
     if (!txn.rule.empty()) live.rules.add(txn.rule);
-    if (!txn.error.empty()) live.errors.add(txn.error);
+    if (const char* kind = error_kind(txn)) live.errors.add(kind);
     s.dirty = true;
 }
 
@@ -287,12 +322,10 @@ void Stats::publish(int worker) {
     s.published.swap(copy);  // `copy` now holds the old one: freed after the lock is released
 }
 
-void Stats::add_upstream_connections(int worker, int delta) {
-    bump(slots_.at(static_cast<size_t>(worker))->upstream_connections, delta);
-}
-
-void Stats::add_tunnels(int worker, int delta) {
-    bump(slots_.at(static_cast<size_t>(worker))->tunnels, delta);
+void Stats::set_connection_gauges(int worker, int64_t upstream_connections, int64_t tunnels) {
+    Slot& s = *slots_.at(static_cast<size_t>(worker));
+    s.upstream_connections.store(upstream_connections, kRelaxed);
+    s.tunnels.store(tunnels, kRelaxed);
 }
 
 void Stats::note_reload(bool ok, const std::string& message) {

@@ -139,13 +139,19 @@ struct StatsSnapshot {
     uint64_t latency_count = 0;
 
     // Sorted by count, largest first (names by name for equal counts).
-    std::vector<std::pair<std::string, uint64_t>> errors;     // by Transaction::error
+    std::vector<std::pair<std::string, uint64_t>> errors;     // by error_kind()
     std::vector<std::pair<std::string, uint64_t>> rule_hits;  // by deciding rule name
     std::vector<TopEntry> top_hosts;
     std::vector<TopEntry> top_blocked_hosts;
     std::vector<TopEntry> top_clients;
     std::vector<MinutePoint> minutes;  // non-empty minutes of the last 24 h, oldest first
 };
+
+// The bounded error kind of a request that did not complete cleanly (metric label and JSON
+// key): named after the status hallpass sent ("bad_gateway", "gateway_timeout", ...),
+// "no_response" when the client got none, "cut_short" when a response or tunnel had begun;
+// nullptr when `txn` has no error.
+const char* error_kind(const Transaction& txn);
 
 // The status class index of StatsSnapshot::status_classes ("none", "1xx", ... "5xx").
 const char* status_class_name(size_t index);
@@ -173,10 +179,10 @@ class Stats : public TransactionSink {
     // the last copy. Each worker calls it from a 1 s timer on its own loop, so snapshot() sees
     // those parts at most about a second late. Worker `worker`'s thread only.
     void publish(int worker);
-    // Gauges, worker `worker`'s thread only: +1 / -1 as upstream connections open and close and
-    // tunnels start and end.
-    void add_upstream_connections(int worker, int delta);
-    void add_tunnels(int worker, int delta);
+    // Gauges, worker `worker`'s thread only: its open upstream connections (in use or idle in
+    // the pool) and open tunnels, counted by the worker on the same 1 s timer (so the request
+    // path pays nothing for them).
+    void set_connection_gauges(int worker, int64_t upstream_connections, int64_t tunnels);
 
     // Any thread (the reload thread): the result of a rules reload.
     void note_reload(bool ok, const std::string& message);
