@@ -119,6 +119,17 @@ std::optional<Error> set_block_page(const YamlSource& src, const YAML::Node& nod
     return std::nullopt;
 }
 
+std::optional<Error> set_admin(const YamlSource& src, const YAML::Node& node, ServerConfig& cfg) {
+    auto text = src.get_string(node, "admin");
+    if (!text) return text.error();
+    if (*text != "off") {
+        auto addr = parse_listen_address(*text);
+        if (!addr) return src.error_at(node, "admin: " + addr.error().message + " (or \"off\")");
+    }
+    cfg.admin = *text;
+    return std::nullopt;
+}
+
 const std::vector<Row>& rows() {
     constexpr int64_t kDay = 86'400'000;
     static const std::vector<Row> table = {
@@ -147,6 +158,7 @@ const std::vector<Row>& rows() {
         {"hosts_file", set_hosts_file},
         {"nameservers", set_nameservers},
         {"block_page", set_block_page},
+        {"admin", set_admin},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
         int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),
     };

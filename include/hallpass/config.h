@@ -58,6 +58,11 @@ struct ServerConfig {
 
     std::string
         block_page;  // HTML template for blocked requests ("" = built-in); rule_set reads it
+
+    // The admin listener (/metrics, /stats.json, the dashboard): ADDR:PORT, or "off". Anyone who
+    // can reach it reads the statistics (hosts, client addresses), so it stays on loopback
+    // unless the admin binds it elsewhere on purpose.
+    std::string admin = "127.0.0.1:12346";
 };
 
 // A listen address: "0.0.0.0:12345", "127.0.0.1:0" (any free port), "[::1]:12345".

@@ -18,6 +18,7 @@ TEST_CASE("config: an empty file gives the defaults") {
     CHECK(cfg->http_ports.empty());
     CHECK(cfg->allowed_clients.size() == 8);
     CHECK(cfg->max_connections_per_client == 512);
+    CHECK(cfg->admin == "127.0.0.1:12346");
 }
 
 TEST_CASE("config: reads every kind of key") {
@@ -30,6 +31,7 @@ server:
   connect_ports: [443, 8443]
   hosts_file: /tmp/hosts
   nameservers: ["127.0.0.1:5353", "::1", "10.0.0.1"]
+  admin: "[::1]:9000"
 )",
                                    "rules.yaml");
     INFO((cfg.ok() ? std::string() : cfg.error().to_string()));
@@ -41,6 +43,10 @@ server:
     CHECK(cfg->connect_ports == std::vector<uint16_t>{443, 8443});
     CHECK(cfg->hosts_file == "/tmp/hosts");
     CHECK(cfg->nameservers.size() == 3);
+    CHECK(cfg->admin == "[::1]:9000");
+    auto off = parse_server_config("server:\n  admin: off\n", "rules.yaml");
+    REQUIRE(off.ok());
+    CHECK(off->admin == "off");
 }
 
 TEST_CASE("config: errors carry file:line:col and a did-you-mean") {
@@ -74,6 +80,11 @@ TEST_CASE("config: errors carry file:line:col and a did-you-mean") {
         {"server:\n  allowed_clients: [10.0.0.1/8]\n",
          "rules.yaml:2:21: allowed_clients: \"10.0.0.1/8\" has host bits set"},
         {"server:\n  http_ports: 80\n", "rules.yaml:2:15: \"http_ports\" must be a list of ports"},
+        {"server:\n  admin: yes-please\n",
+         "rules.yaml:2:10: admin: bad address \"yes-please\": expected ADDR:PORT (IPv6 as "
+         "[ADDR]:PORT) (or \"off\")"},
+        {"server:\n  admin: 127.0.0.1:70000\n",
+         "rules.yaml:2:10: admin: bad port in \"127.0.0.1:70000\": expected 0..65535"},
     };
     for (const Row& row : rows) {
         SUBCASE(row.yaml) {
