@@ -1,0 +1,79 @@
+// admin: routing by method and raw target (the admin port is not a proxy), content types, and a
+// dashboard page that references nothing outside itself.
+#include "hallpass/admin.h"
+
+#include <doctest/doctest.h>
+
+#include <regex>
+
+#include "hallpass/stats.h"
+#include "json_check.h"
+
+using namespace hallpass;
+
+namespace {
+
+Stats& stats() {
+    static Stats s({.workers = 1,
+                    .version = "9.9.9",
+                    .rules_file = "rules.yaml",
+                    .top_n = 20,
+                    .client_connections = nullptr});
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("admin: routes") {
+    struct Row {
+        const char* method;
+        const char* target;
+        int status;
+        const char* content_type;
+    };
+    const Row rows[] = {
+        {"GET", "/", 200, "text/html; charset=utf-8"},
+        {"HEAD", "/", 200, "text/html; charset=utf-8"},
+        {"GET", "/?refresh=1", 200, "text/html; charset=utf-8"},
+        {"GET", "/metrics", 200, "text/plain; version=0.0.4; charset=utf-8"},
+        {"GET", "/stats.json", 200, "application/json"},
+        {"GET", "/nope", 404, ""},
+        {"GET", "/metrics/", 404, ""},
+        {"GET", "http://example.com/", 404, ""},
+        {"GET", "http://127.0.0.1:12346/metrics", 404, ""},
+        {"CONNECT", "example.com:443", 404, ""},
+        {"GET", "*", 404, ""},
+        {"POST", "/metrics", 405, ""},
+        {"DELETE", "/", 405, ""},
+    };
+    for (const Row& row : rows) {
+        SUBCASE((std::string(row.method) + " " + row.target).c_str()) {
+            AdminResponse r = AdminServer::answer(row.method, row.target, stats());
+            CHECK(r.status == row.status);
+            CHECK(r.content_type == row.content_type);
+        }
+    }
+}
+
+TEST_CASE("admin: /stats.json and /metrics bodies") {
+    CHECK(json_check::valid(AdminServer::answer("GET", "/stats.json", stats()).body));
+    CHECK(AdminServer::answer("GET", "/metrics", stats())
+              .body.find("hallpass_build_info{version=\"9.9.9\"} 1\n") != std::string::npos);
+}
+
+TEST_CASE("admin: the dashboard is self-contained and has the elements the e2e test reads") {
+    std::string html(dashboard_html());
+    CHECK(html.starts_with("<!doctype html>"));
+    CHECK(html.find("id=\"traffic-chart\"") != std::string::npos);
+    CHECK(html.find("id=\"top-hosts\"") != std::string::npos);
+    CHECK(html.find("fetch(\"/stats.json\"") != std::string::npos);
+    // No external resource: no src= or href= attribute, no URL with a scheme other than the SVG
+    // namespace name (an identifier, never fetched).
+    CHECK(html.find(" src=") == std::string::npos);
+    CHECK(html.find(" href=") == std::string::npos);
+    CHECK(html.find("@import") == std::string::npos);
+    std::regex url(R"(https?://[^"' )]+)");
+    for (auto it = std::sregex_iterator(html.begin(), html.end(), url);
+         it != std::sregex_iterator(); ++it)
+        CHECK(it->str() == "http://www.w3.org/2000/svg");
+}
