@@ -8,10 +8,12 @@
 
 namespace hallpass {
 
-Reloader::Reloader(std::string path, RuleStore& store, std::function<void()> on_published)
+Reloader::Reloader(std::string path, RuleStore& store, std::function<void()> on_published,
+                   ResultCallback on_result)
     : path_(std::move(path)),
       store_(store),
       on_published_(std::move(on_published)),
+      on_result_(std::move(on_result)),
       thread_([this] { run(); }) {}
 
 Reloader::~Reloader() {
@@ -59,6 +61,7 @@ void Reloader::reload_once() {
     if (!loaded) {
         LOG_ERROR("reload failed, the previous rules stay in force: %s",
                   loaded.error().to_string().c_str());
+        if (on_result_) on_result_(false, loaded.error().to_string());
         std::lock_guard<std::mutex> lock(mutex_);
         ++failed_;
         return;
@@ -70,6 +73,7 @@ void Reloader::reload_once() {
     old.reset();
     store_.publish(std::move(loaded->rules));
     if (on_published_) on_published_();
+    if (on_result_) on_result_(true, "");
     std::lock_guard<std::mutex> lock(mutex_);
     ++ok_;
 }

@@ -15,10 +15,12 @@
 #include <cstring>
 #include <thread>
 
+#include "hallpass/admin.h"
 #include "hallpass/dns.h"
 #include "hallpass/log.h"
 #include "hallpass/reloader.h"
 #include "hallpass/rule_store.h"
+#include "hallpass/stats.h"
 #include "hallpass/worker.h"
 
 namespace hallpass {
@@ -124,6 +126,15 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
         }
     }
 
+    Stats::Options stats_options;
+    stats_options.workers = threads;
+    stats_options.version = HALLPASS_VERSION;
+    stats_options.rules_file = s->rules_path_;
+    stats_options.client_connections = &s->shared_->connections;
+    s->stats_ = std::make_unique<Stats>(std::move(stats_options));
+    s->shared_->sinks.push_back(s->stats_.get());
+    s->shared_->stats = s->stats_.get();
+
     // fds[worker] = that worker's sockets, one per listen address.
     std::vector<std::vector<int>> fds(threads);
     auto close_all = [&] {
@@ -160,6 +171,25 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
             }
         }
     }
+    if (s->cfg_.admin != "off") {
+        auto admin = AdminServer::start(s->cfg_.admin, *s->stats_);
+        if (!admin) {
+            close_all();
+            return admin.error();
+        }
+        s->admin_ = std::move(*admin);
+        // A proxied request to the admin port is refused like one to a proxy port: the admin
+        // listener is meant for loopback, and the proxy itself connects from loopback.
+        auto bound = parse_listen_address(s->admin_->bound());
+        const auto* sa = reinterpret_cast<const sockaddr*>(&bound->addr);
+        SelfAddress self;
+        self.ip = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
+        self.any = self.ip.hi == 0 && self.ip.lo == 0;
+        self.port =
+            ntohs(sa->sa_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(sa)->sin_port
+                                           : reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
+        s->shared_->self.push_back(self);
+    }
     for (int w = 0; w < threads; ++w) {
         auto worker = std::make_unique<Worker>(w, s->cfg_, hosts, *s->shared_, *s->rules_);
         auto ok = worker->init(fds[w]);
@@ -181,9 +211,12 @@ int Server::run() {
     }
     std::unique_ptr<Reloader> reloader;
     if (!rules_path_.empty()) {
-        reloader = std::make_unique<Reloader>(rules_path_, *rules_, [this] {
-            for (auto& w : workers_) w->request_rules_refresh();
-        });
+        reloader = std::make_unique<Reloader>(
+            rules_path_, *rules_,
+            [this] {
+                for (auto& w : workers_) w->request_rules_refresh();
+            },
+            [this](bool ok, const std::string& message) { stats_->note_reload(ok, message); });
     }
     SignalContext ctx{&workers_, base, cfg_.shutdown_grace_ms, reloader.get()};
     std::vector<event*> signals;
@@ -194,10 +227,13 @@ int Server::run() {
     }
     for (auto& w : workers_) w->start();
     for (const std::string& addr : bound_) LOG_INFO("listening on %s", addr.c_str());
+    if (admin_)
+        LOG_INFO("admin endpoint on http://%s/ (/metrics, /stats.json)", admin_->bound().c_str());
     LOG_INFO("hallpass %s ready: %zu worker threads", HALLPASS_VERSION, workers_.size());
     event_base_dispatch(base);
     reloader.reset();  // finishes a reload in progress; no refresh reaches a stopped worker
     for (auto& w : workers_) w->join();
+    admin_.reset();
     for (event* ev : signals) event_free(ev);
     event_base_free(base);
     workers_.clear();

@@ -16,6 +16,7 @@
 #include "hallpass/dns.h"
 #include "hallpass/http_responses.h"
 #include "hallpass/log.h"
+#include "hallpass/stats.h"
 #include "hallpass/upstream_pool.h"
 
 namespace hallpass {
@@ -37,6 +38,7 @@ void refresh_cb(evutil_socket_t, short, void* arg) {
     static_cast<Worker*>(arg)->on_rules_refresh();
 }
 void resume_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_resume_accept(); }
+void stats_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_stats_tick(); }
 
 timeval ms_to_tv(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
 
@@ -58,7 +60,8 @@ Worker::~Worker() {
     close_listeners();
     pool_.reset();
     dns_.reset();
-    for (event* ev : {reap_event_, drain_event_, grace_timer_, resume_timer_, refresh_event_}) {
+    for (event* ev :
+         {reap_event_, drain_event_, grace_timer_, resume_timer_, refresh_event_, stats_timer_}) {
         if (ev) event_free(ev);
     }
     if (base_) event_base_free(base_);
@@ -81,6 +84,12 @@ Result<bool> Worker::init(const std::vector<int>& listen_fds) {
     grace_timer_ = evtimer_new(base_, grace_cb, this);
     resume_timer_ = evtimer_new(base_, resume_cb, this);
     refresh_event_ = event_new(base_, -1, 0, refresh_cb, this);
+    if (shared_.stats) {
+        stats_timer_ = event_new(base_, -1, EV_PERSIST, stats_cb, this);
+        timeval second = ms_to_tv(1000);
+        if (!stats_timer_ || event_add(stats_timer_, &second) != 0)
+            return Error{"cannot start the statistics timer"};
+    }
     for (int fd : listen_fds) {
         evconnlistener* l = evconnlistener_new(
             base_, accept_cb, this, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
@@ -108,6 +117,18 @@ void Worker::request_drain(int grace_ms) {
 }
 
 void Worker::request_rules_refresh() { event_active(refresh_event_, EV_TIMEOUT, 1); }
+
+void Worker::on_stats_tick() {
+    // Gauges counted here, once a second, cost the request path nothing.
+    int64_t upstreams = static_cast<int64_t>(pool_->idle_count());
+    int64_t tunnels = 0;
+    for (const auto& [raw, conn] : connections_) {
+        if (conn->has_upstream()) ++upstreams;
+        if (conn->state() == Connection::State::Tunneling) ++tunnels;
+    }
+    shared_.stats->set_connection_gauges(index_, upstreams, tunnels);
+    shared_.stats->publish(index_);
+}
 
 size_t SharedState::bucket_of(const IpAddr& ip) {
     uint64_t h = ip.hi * 0x9e3779b97f4a7c15ULL ^ ip.lo * 0xc2b2ae3d27d4eb4fULL;

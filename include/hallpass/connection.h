@@ -58,6 +58,7 @@ class Connection final : public Relay::Owner {
     uint64_t id() const { return id_; }
     const IpAddr& client_ip() const { return client_ip_; }
     State state() const { return state_; }
+    bool has_upstream() const { return upstream_ != nullptr; }  // for the statistics gauge
 
     // libevent trampolines (public for the C callbacks in connection.cpp).
     void on_client_bytes(bool output, size_t added, size_t deleted);

@@ -17,8 +17,11 @@ class RuleStore;
 class Reloader {
   public:
     // `on_published` runs on the reload thread after a new snapshot is in the store (the server
-    // uses it to make idle workers drop the old snapshot at once).
-    Reloader(std::string path, RuleStore& store, std::function<void()> on_published);
+    // uses it to make idle workers drop the old snapshot at once). `on_result`, when set, runs on
+    // the reload thread after every attempt: ok, or not with the error (for the statistics).
+    using ResultCallback = std::function<void(bool ok, const std::string& message)>;
+    Reloader(std::string path, RuleStore& store, std::function<void()> on_published,
+             ResultCallback on_result = {});
     ~Reloader();  // stops and joins
     Reloader(const Reloader&) = delete;
     Reloader& operator=(const Reloader&) = delete;
@@ -37,6 +40,7 @@ class Reloader {
     std::string path_;
     RuleStore& store_;
     std::function<void()> on_published_;
+    ResultCallback on_result_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;
     bool pending_ = false;

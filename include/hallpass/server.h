@@ -11,6 +11,8 @@
 
 namespace hallpass {
 
+class AdminServer;
+class Stats;
 class Worker;
 struct SharedState;
 class HostsTable;
@@ -42,7 +44,9 @@ class Server {
     std::unique_ptr<SharedState> shared_;
     std::shared_ptr<RuleStore> rules_;
     std::string rules_path_;
+    std::unique_ptr<Stats> stats_;  // before workers_ and admin_, which use it
     std::vector<std::unique_ptr<Worker>> workers_;
+    std::unique_ptr<AdminServer> admin_;
     std::vector<std::string> bound_;
 };
 

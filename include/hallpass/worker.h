@@ -26,6 +26,7 @@ namespace hallpass {
 class Connection;
 class DnsResolver;
 class HostsTable;
+class Stats;
 class UpstreamPool;
 
 // One of hallpass's own listening sockets, for loop detection.
@@ -45,6 +46,9 @@ struct SharedState {
     // Receivers of every finished request (access log, statistics). Set before workers start;
     // read-only afterwards; each sink is called on the worker threads.
     std::vector<TransactionSink*> sinks;
+    // The statistics (also one of `sinks`): each worker publishes its part and counts its
+    // upstream connections and tunnels on a 1 s timer. Null: no statistics. Set before start.
+    Stats* stats = nullptr;
 
     // Open connections per client address, in hashed buckets: lock-free, fixed memory. Two
     // clients sharing a bucket share its count, which can only make the limit stricter.
@@ -102,6 +106,7 @@ class Worker {
     void on_grace_expired();
     void on_resume_accept();
     void on_rules_refresh() { (void)rules_.get(); }
+    void on_stats_tick();
 
   private:
     void close_listeners();
@@ -122,6 +127,7 @@ class Worker {
     event* grace_timer_ = nullptr;
     event* resume_timer_ = nullptr;  // re-enables accepting after EMFILE
     event* refresh_event_ = nullptr;
+    event* stats_timer_ = nullptr;  // 1 s, persistent; only with SharedState::stats
     RuleCache rules_;
     std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
     std::vector<Connection*> reap_list_;
