@@ -85,13 +85,19 @@ void on_request(evhttp_request* req, void* arg) {
     if (r.content_type == kHtmlType)
         evhttp_add_header(headers, "Content-Security-Policy", kDashboardPolicy);
     if (r.status == 405) evhttp_add_header(headers, "Allow", "GET, HEAD");
+    // evhttp leaves out the length when answering CONNECT (it expects a tunnel), so a client
+    // would wait for the end of a body that never ends; an explicit length frames every answer.
+    evhttp_add_header(headers, "Content-Length", std::to_string(r.body.size()).c_str());
+    if (r.status != 200) evhttp_add_header(headers, "Connection", "close");
     evbuffer* body = evbuffer_new();
     if (!body) {
         evhttp_send_error(req, 500, "out of memory");
         return;
     }
-    evbuffer_add(body, r.body.data(), r.body.size());
-    evhttp_send_reply(req, r.status, reason(r.status), body);  // HEAD: evhttp drops the body
+    // HEAD: the length of what GET would send, and no body (evhttp 2.1 would send it).
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
+        evbuffer_add(body, r.body.data(), r.body.size());
+    evhttp_send_reply(req, r.status, reason(r.status), body);
     evbuffer_free(body);
 }
 
