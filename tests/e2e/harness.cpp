@@ -1058,6 +1058,7 @@ Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
     std::istringstream extra(options.server_yaml);
     for (std::string line; std::getline(extra, line);)
         if (!trim(line).empty()) yaml += "  " + line + "\n";
+    yaml += "  admin: \"" + options.admin + "\"\n";
     server_section_ = yaml;
     config_path_ = dir / (stem + ".yaml");
     write_rules(options.rules_yaml);
@@ -1096,6 +1097,28 @@ Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
                 : "exited with status " + std::to_string(process_->wait_for(0ms).value_or(-1));
         process_->kill_and_wait();
         throw std::runtime_error("hallpass did not start (" + why + "); stderr:\n" + stderr_text());
+    }
+    if (options.admin != "off") {
+        // Logged right after the "listening on" lines: "admin endpoint on http://ADDR:PORT/ ...".
+        const std::string_view marker = "admin endpoint on http://";
+        bool found = wait_until(
+            [&] {
+                for (const std::string& line : lines_with(stderr_text(), marker)) {
+                    std::string_view rest =
+                        std::string_view(line).substr(line.find(marker) + marker.size());
+                    rest = rest.substr(0, rest.find('/'));
+                    admin_port_ = static_cast<uint16_t>(
+                        std::stoul(std::string(rest.substr(rest.rfind(':') + 1))));
+                    return true;
+                }
+                return !process_->running();
+            },
+            10s);
+        if (!found || admin_port_ == 0) {
+            process_->kill_and_wait();
+            throw std::runtime_error("hallpass did not log its admin endpoint; stderr:\n" +
+                                     stderr_text());
+        }
     }
 }
 

@@ -353,6 +353,9 @@ struct HallpassOptions {
     // Words run before the hallpass binary, which they must exec in place (so pid() stays
     // hallpass's): {"prlimit", "--nofile=64:64"} starts it with 64 descriptors.
     std::vector<std::string> command_prefix;
+    // server.admin: "off" (the default here, so tests never race for the fixed default port),
+    // or ADDR:PORT ("127.0.0.1:0": any free port, see Hallpass::admin_port()).
+    std::string admin = "off";
 };
 
 // Starts hallpass -c <temp>/hallpass.yaml --listen ... and waits (10 s) for its "listening on"
@@ -368,6 +371,9 @@ class Hallpass {
     // First listener's port, and all of them in --listen order.
     uint16_t port() const { return ports_.at(0); }
     const std::vector<uint16_t>& ports() const { return ports_; }
+    // The admin listener's port, from its "admin endpoint on http://ADDR:PORT/" line; 0 when
+    // the admin endpoint is off.
+    uint16_t admin_port() const { return admin_port_; }
     pid_t pid() const { return process_->pid(); }
     Process& process() { return *process_; }
     DnsStub& dns() { return *dns_; }
@@ -399,6 +405,7 @@ class Hallpass {
     fs::path config_path_;
     std::string server_section_;  // "server:\n  hosts_file: ...", as written at start-up
     std::vector<uint16_t> ports_;
+    uint16_t admin_port_ = 0;
     std::unique_ptr<DnsStub> dns_;
     std::unique_ptr<Process> process_;
 };

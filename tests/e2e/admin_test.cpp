@@ -1,0 +1,381 @@
+// The admin endpoint of a running hallpass: /metrics passes the exposition-format checker and its
+// counters move by exactly what went through the proxy; /stats.json parses and names the top
+// hosts; anything else is 404 (the admin port is not a proxy), and the proxy refuses to reach it;
+// reloads are counted; `admin: off` leaves no listener; a busy admin port stops the start-up; and
+// headless Chromium renders the dashboard (top hosts in the DOM, bars drawn in the chart).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <regex>
+#include <set>
+
+#include "../unit/exposition_check.h"
+#include "../unit/json_check.h"
+#include "harness.h"
+
+using namespace hallpass::e2e;
+
+namespace {
+
+const char* const kChromium = "/usr/bin/chromium";
+
+const char* const kRules = R"(default: allow
+rules:
+  - name: no-ads
+    action: block
+    domains: [ads.test]
+)";
+
+HallpassOptions admin_options(uint16_t connect_port) {
+    HallpassOptions o;
+    o.hosts = {"site.test", "ads.test", "other.test"};
+    o.rules_yaml = kRules;
+    o.admin = "127.0.0.1:0";
+    o.server_yaml = "connect_ports: [" + std::to_string(connect_port) + "]";
+    return o;
+}
+
+// GET http://127.0.0.1:PORT/path directly (no proxy); the body, "" on failure.
+std::string admin_get(uint16_t port, const std::string& path) {
+    auto r = curl(0, {"http://127.0.0.1:" + std::to_string(port) + path});
+    return r.exit_code == 0 ? r.out : std::string();
+}
+
+struct Scrape {
+    std::string text;
+    std::vector<exposition::Sample> samples;
+    std::vector<std::string> problems;
+    double value(const std::string& name,
+                 const std::map<std::string, std::string>& labels = {}) const {
+        double v = exposition::value_of(samples, name, labels);
+        return std::isnan(v) ? 0 : v;  // a labelled series that has not appeared yet is 0
+    }
+};
+
+Scrape scrape(uint16_t admin_port) {
+    Scrape s;
+    s.text = admin_get(admin_port, "/metrics");
+    s.problems = exposition::check(s.text, &s.samples);
+    if (s.text.empty()) s.problems.push_back("empty /metrics");
+    return s;
+}
+
+void require_valid(const Scrape& s) {
+    INFO(s.text);
+    for (const auto& p : s.problems) FAIL_CHECK(p);
+    REQUIRE(s.problems.empty());
+}
+
+int proxied_status(uint16_t proxy_port, const std::string& url) {
+    auto r = curl(proxy_port, {"-o", "/dev/null", "-w", "%{http_code}", url});
+    return std::atoi(r.out.c_str());
+}
+
+// The traffic every test here makes: 5 relayed GETs to site.test (1 KiB each), 2 blocked GETs
+// to ads.test, 1 CONNECT tunnel to site.test carrying one GET.
+void make_traffic(const Hallpass& proxy, const Nginx& origin) {
+    for (int i = 0; i < 5; ++i)
+        CHECK(proxied_status(proxy.port(), origin.url("/1k", "site.test")) == 200);
+    for (int i = 0; i < 2; ++i)
+        CHECK(proxied_status(proxy.port(), origin.url("/", "ads.test")) == 403);
+    auto tunnel = curl(proxy.port(), {"-p", "-o", "/dev/null", "-w", "%{http_connect} %{http_code}",
+                                      origin.url("/1k", "site.test")});
+    CHECK(tunnel.out == "200 200");
+}
+
+// Sends raw bytes to 127.0.0.1:port and returns the status of the answer (0: none).
+int raw_status(uint16_t port, const std::string& request) {
+    RawClient c(port);
+    c.send(request);
+    auto r = c.read_final_response(5s, request.rfind("HEAD ", 0) == 0);
+    return r ? r->status : 0;
+}
+
+// TCP ports process `pid` listens on (its socket inodes matched against /proc/net/tcp{,6}).
+std::set<uint16_t> listening_ports(pid_t pid) {
+    std::set<std::string> inodes;
+    fs::path fd_dir = "/proc/" + std::to_string(pid) + "/fd";
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(fd_dir, ec)) {
+        std::string target = fs::read_symlink(entry.path(), ec).string();
+        if (target.rfind("socket:[", 0) == 0) inodes.insert(target.substr(8, target.size() - 9));
+    }
+    std::set<uint16_t> ports;
+    for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+        std::istringstream in(read_file(table));
+        std::string line;
+        std::getline(in, line);  // header
+        while (std::getline(in, line)) {
+            std::istringstream f(line);
+            std::string sl, local, remote, state, queues, timer, retr, uid, timeout, inode;
+            f >> sl >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >>
+                inode;
+            if (state != "0A" || !inodes.count(inode)) continue;  // 0A: LISTEN
+            ports.insert(
+                static_cast<uint16_t>(std::stoul(local.substr(local.rfind(':') + 1), nullptr, 16)));
+        }
+    }
+    return ports;
+}
+
+RunResult chromium(const TempDir& dir, const std::vector<std::string>& mode,
+                   const std::string& url) {
+    static int profile = 0;
+    fs::path profile_dir = dir / ("chromium-profile-" + std::to_string(profile++));
+    fs::create_directories(profile_dir);
+    std::vector<std::string> argv = {
+        "env", "HOME=" + dir.path().string(), kChromium, "--headless", "--no-sandbox",
+        "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+        "--no-proxy-server",  // the admin port is fetched directly
+        // Enough for the first fetch and drawing, before the 5 s refresh.
+        "--virtual-time-budget=3000", "--user-data-dir=" + profile_dir.string()};
+    argv.insert(argv.end(), mode.begin(), mode.end());
+    argv.push_back(url);
+    return run(argv, 60s, /*own_process_group=*/true);
+}
+
+}  // namespace
+
+TEST_CASE("admin: /metrics is valid exposition format and its counters move with the traffic") {
+    TempDir dir;
+    Nginx origin(dir);
+    origin.put("1k", std::string(1024, 'x'));
+    Hallpass proxy(dir, admin_options(origin.port()));
+    REQUIRE(proxy.admin_port() != 0);
+    CHECK(proxy.admin_port() != proxy.port());
+
+    Scrape before = scrape(proxy.admin_port());
+    require_valid(before);
+    CHECK(before.value("hallpass_build_info", {{"version", "0.1.0"}}) == 1);
+
+    make_traffic(proxy, origin);
+
+    // Plain counters are live; the rule table is published by each worker once a second.
+    Scrape after;
+    bool moved = wait_until(
+        [&] {
+            after = scrape(proxy.admin_port());
+            return after.value("hallpass_rule_hits_total", {{"rule", "default"}}) -
+                       before.value("hallpass_rule_hits_total", {{"rule", "default"}}) >=
+                   6;
+        },
+        5s);
+    require_valid(after);
+    INFO(after.text);
+    CHECK(moved);
+    auto delta = [&](const std::string& name,
+                     const std::map<std::string, std::string>& labels = {}) {
+        return after.value(name, labels) - before.value(name, labels);
+    };
+    CHECK(delta("hallpass_requests_total", {{"kind", "relayed"}}) == 5);
+    CHECK(delta("hallpass_requests_total", {{"kind", "blocked"}}) == 2);
+    CHECK(delta("hallpass_requests_total", {{"kind", "tunnel"}}) == 1);
+    CHECK(delta("hallpass_requests_total", {{"kind", "local"}}) == 0);
+    CHECK(delta("hallpass_blocked_total") == 2);
+    CHECK(delta("hallpass_rule_hits_total", {{"rule", "no-ads"}}) == 2);
+    CHECK(delta("hallpass_rule_hits_total", {{"rule", "default"}}) == 6);
+    CHECK(delta("hallpass_responses_total", {{"code", "2xx"}}) == 6);
+    CHECK(delta("hallpass_responses_total", {{"code", "4xx"}}) == 2);
+    CHECK(delta("hallpass_request_duration_seconds_count") == 8);
+    CHECK(delta("hallpass_request_duration_seconds_bucket", {{"le", "+Inf"}}) == 8);
+    // Six 1 KiB bodies went to the client (five relayed, one inside the tunnel), plus heads.
+    CHECK(delta("hallpass_bytes_total", {{"direction", "out"}}) > 6 * 1024);
+    CHECK(delta("hallpass_bytes_total", {{"direction", "in"}}) > 0);
+    // site.test and ads.test resolve from the hosts file: cache hits, no nameserver query.
+    // (Blocked requests never resolve.)
+    // Requests on a pooled upstream connection do not resolve at all.
+    CHECK(delta("hallpass_dns_cache_hits_total") >= 1);
+    CHECK(delta("hallpass_dns_cache_hits_total") <= 6);
+    CHECK(delta("hallpass_dns_cache_misses_total") == 0);
+    CHECK(after.value("hallpass_uptime_seconds") >= before.value("hallpass_uptime_seconds"));
+    CHECK(after.value("hallpass_tunnels") == 0);
+
+    // The response headers a scraper relies on.
+    auto head = curl(0, {"-sS", "-o", "/dev/null", "-D", "-",
+                         "http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/metrics"});
+    CHECK(contains(head.out, "Content-Type: text/plain; version=0.0.4; charset=utf-8"));
+}
+
+TEST_CASE("admin: /stats.json parses and names the top hosts, blocked hosts and clients") {
+    TempDir dir;
+    Nginx origin(dir);
+    origin.put("1k", std::string(1024, 'x'));
+    Hallpass proxy(dir, admin_options(origin.port()));
+    make_traffic(proxy, origin);
+
+    std::string json;
+    bool published = wait_until(
+        [&] {
+            json = admin_get(proxy.admin_port(), "/stats.json");
+            return contains(json, "\"top_hosts\":[{\"key\":\"site.test\",\"count\":6,");
+        },
+        5s);
+    INFO(json);
+    CHECK(published);
+    CHECK(json_check::valid(json));
+    CHECK(contains(json, "\"top_blocked_hosts\":[{\"key\":\"ads.test\",\"count\":2,"));
+    CHECK(contains(json, "\"top_clients\":[{\"key\":\"127.0.0.1\",\"count\":8,"));
+    CHECK(contains(json, "\"requests\":{\"total\":8,\"relayed\":5,\"tunnel\":1,\"blocked\":2,"));
+    CHECK(contains(json, "\"rules_file\":\"" + proxy.config_path().string() + "\""));
+    // The minute series holds the 8 requests (in one or, across a minute boundary, two minutes).
+    std::smatch m;
+    std::string minutes = json.substr(json.find("\"minutes\":"));
+    long total = 0;
+    std::regex point(R"(\[(\d+),(\d+),(\d+)\])");
+    for (auto it = std::sregex_iterator(minutes.begin(), minutes.end(), point);
+         it != std::sregex_iterator(); ++it)
+        total += std::stol((*it)[2]);
+    CHECK(total == 8);
+}
+
+TEST_CASE("admin: only its three paths answer; it is not a proxy and the proxy will not reach it") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir, admin_options(origin.port()));
+    const uint16_t admin = proxy.admin_port();
+    const std::string authority = "127.0.0.1:" + std::to_string(admin);
+
+    CHECK(raw_status(admin, "GET /nope HTTP/1.1\r\nHost: " + authority + "\r\n\r\n") == 404);
+    CHECK(raw_status(admin, "GET /metrics HTTP/1.1\r\nHost: " + authority + "\r\n\r\n") == 200);
+    {
+        // HEAD: the page's length, no body (the next response on the connection comes clean).
+        RawClient c(admin);
+        c.send("HEAD / HTTP/1.1\r\nHost: " + authority +
+               "\r\n\r\nGET /nope HTTP/1.1\r\nHost: " + authority + "\r\n\r\n");
+        auto head = c.read_final_response(5s, /*head_request=*/true);
+        REQUIRE(head);
+        CHECK(head->status == 200);
+        CHECK(std::stoul(head->header("content-length")) > 1000);
+        auto next = c.read_final_response(5s);
+        REQUIRE(next);
+        CHECK(next->status == 404);
+    }
+    CHECK(raw_status(admin, "POST /metrics HTTP/1.1\r\nHost: " + authority +
+                                "\r\nContent-Length: 0\r\n\r\n") == 405);
+    // Proxy-shaped requests to the admin port: never relayed.
+    std::string origin_url = origin.url("/");
+    CHECK(raw_status(admin, "GET " + origin_url + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") == 404);
+    CHECK(raw_status(admin, "GET http://" + authority + "/metrics HTTP/1.1\r\nHost: " + authority +
+                                "\r\n\r\n") == 404);
+    CHECK(raw_status(admin, "CONNECT " + origin.url("").substr(7) +
+                                " HTTP/1.1\r\nHost: x\r\n\r\n") == 404);
+    CHECK(origin.accesses().empty());
+    // Through the proxy, the admin port is one of hallpass's own listeners: refused.
+    CHECK(proxied_status(proxy.port(), "http://" + authority + "/metrics") == 403);
+    CHECK(proxy.wait_for_log("refusing to connect to hallpass itself"));
+}
+
+TEST_CASE("admin: reloads are counted with their last result") {
+    TempDir dir;
+    Nginx origin(dir);
+    Hallpass proxy(dir, admin_options(origin.port()));
+    proxy.reload();
+    REQUIRE(proxy.wait_for_log("reload ok"));
+    proxy.write_rules("rules: [\n");
+    proxy.reload();
+    REQUIRE(proxy.wait_for_log("reload failed"));
+    Scrape s = scrape(proxy.admin_port());
+    require_valid(s);
+    CHECK(s.value("hallpass_reloads_total", {{"result", "ok"}}) == 1);
+    CHECK(s.value("hallpass_reloads_total", {{"result", "failed"}}) == 1);
+    CHECK(s.value("hallpass_last_reload_success") == 0);
+    CHECK(s.value("hallpass_last_reload_timestamp_seconds") > 1e9);
+    CHECK(contains(admin_get(proxy.admin_port(), "/stats.json"), "yaml syntax error"));
+}
+
+TEST_CASE("admin: `off` leaves only the proxy listening; a busy admin port stops the start") {
+    TempDir dir;
+    {
+        HallpassOptions off;
+        off.admin = "off";
+        Hallpass proxy(dir, off);
+        CHECK(proxy.admin_port() == 0);
+        CHECK_FALSE(proxy.wait_for_log("admin endpoint", 300ms));
+        CHECK(listening_ports(proxy.pid()) == std::set<uint16_t>{proxy.port()});
+    }
+    {
+        HallpassOptions on;
+        on.admin = "127.0.0.1:0";
+        Hallpass proxy(dir, on);
+        CHECK(listening_ports(proxy.pid()) == std::set<uint16_t>{proxy.port(), proxy.admin_port()});
+    }
+    {
+        // Someone else holds the admin port: hallpass says so and does not start.
+        Nginx busy(dir);
+        HallpassOptions clash;
+        clash.admin = "127.0.0.1:" + std::to_string(busy.port());
+        std::string error;
+        try {
+            Hallpass proxy(dir, clash);
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+        INFO(error);
+        CHECK(contains(error, "cannot listen on 127.0.0.1:" + std::to_string(busy.port()) +
+                                  " (admin): Address already in use"));
+    }
+}
+
+TEST_CASE("admin: headless Chromium renders the dashboard with the top hosts and a drawn chart") {
+    REQUIRE_MESSAGE(fs::exists(kChromium), "chromium is not installed (scripts/test installs it)");
+    TempDir dir;
+    Nginx origin(dir);
+    origin.put("1k", std::string(1024, 'x'));
+    Hallpass proxy(dir, admin_options(origin.port()));
+    make_traffic(proxy, origin);
+    for (int i = 0; i < 3; ++i)
+        CHECK(proxied_status(proxy.port(), origin.url("/1k", "other.test")) == 200);
+    REQUIRE(wait_until(
+        [&] {
+            return contains(admin_get(proxy.admin_port(), "/stats.json"), "\"key\":\"other.test\"");
+        },
+        5s));
+    const std::string url = "http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/";
+
+    auto dom = chromium(dir, {"--dump-dom"}, url);
+    INFO("chromium stderr (tail): " << dom.err.substr(dom.err.size() > 2000 ? dom.err.size() - 2000
+                                                                            : 0));
+    INFO("dom: " << dom.out);
+    CHECK_FALSE(dom.timed_out);
+    CHECK(dom.exit_code == 0);
+    // The top-hosts list, in order, as text the script put there.
+    std::smatch list;
+    REQUIRE(std::regex_search(dom.out, list,
+                              std::regex(R"(<ol class="bars" id="top-hosts">([\s\S]*?)</ol>)")));
+    std::string hosts = list[1];
+    auto site = hosts.find(">site.test</span>");
+    auto other = hosts.find(">other.test</span>");
+    CHECK(site != std::string::npos);
+    CHECK(other != std::string::npos);
+    CHECK(site < other);  // 6 requests before 3
+    std::smatch blocked;
+    REQUIRE(std::regex_search(dom.out, blocked,
+                              std::regex(R"(<ol class="bars" id="top-blocked">([\s\S]*?)</ol>)")));
+    CHECK(contains(blocked[1].str(), ">ads.test</span>"));
+    CHECK(contains(dom.out, ">no-ads</span>"));
+    CHECK(contains(dom.out, "<b id=\"version\">0.1.0</b>"));
+    // The chart drew: the script's own count of minutes with data, and the bars themselves.
+    std::smatch chart;
+    REQUIRE(std::regex_search(dom.out, chart,
+                              std::regex(R"(<svg id="traffic-chart"[^>]*>([\s\S]*?)</svg>)")));
+    std::smatch points;
+    REQUIRE(std::regex_search(chart[0].first, chart[0].second, points,
+                              std::regex(R"re(data-points="(\d+)")re")));
+    CHECK(std::stoi(points[1]) >= 1);
+    CHECK(std::regex_search(chart[0].first, chart[0].second, std::regex(R"(data-requests="11")")));
+    CHECK(count_of(chart[1].str(), "class=\"bar-requests\"") >= 1);
+    CHECK(count_of(chart[1].str(), "class=\"bar-blocked\"") >= 1);
+    CHECK(count_of(chart[1].str(), "<text") >= 5);            // axis labels
+    CHECK(contains(dom.out, "<span id=\"status\"></span>"));  // no fetch error shown
+
+    fs::path shot = artifacts_dir() / "admin_dashboard.png";
+    fs::remove(shot);
+    auto r = chromium(
+        dir, {"--screenshot=" + shot.string(), "--window-size=1280,1100", "--hide-scrollbars"},
+        url);
+    CHECK(r.exit_code == 0);
+    std::string png = read_file(shot);
+    CHECK(png.substr(0, 8) == "\x89PNG\r\n\x1a\n");
+    CHECK(png.size() > 20'000);  // a drawn page, not a blank one
+}
