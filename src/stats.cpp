@@ -267,6 +267,8 @@ struct alignas(64) Stats::Slot {
     std::array<std::atomic<uint64_t>, 6> status_classes{};
     std::atomic<uint64_t> bytes_in{0};
     std::atomic<uint64_t> bytes_out{0};
+    std::atomic<uint64_t> refused_not_allowed{0};
+    std::atomic<uint64_t> refused_overloaded{0};
     std::atomic<uint64_t> dns_hits{0};
     std::atomic<uint64_t> dns_misses{0};
     std::array<std::atomic<uint64_t>, kLatencyBuckets> latency{};
@@ -328,6 +330,11 @@ void Stats::set_connection_gauges(int worker, int64_t upstream_connections, int6
     s.tunnels.store(tunnels, kRelaxed);
 }
 
+void Stats::count_refused(int worker, int status) {
+    Slot& s = *slots_.at(static_cast<size_t>(worker));
+    bump(status == 403 ? s.refused_not_allowed : s.refused_overloaded);
+}
+
 void Stats::note_reload(bool ok, const std::string& message) {
     (ok ? reloads_ok_ : reloads_failed_).fetch_add(1, kRelaxed);
     std::lock_guard<std::mutex> lock(reload_mutex_);
@@ -355,6 +362,8 @@ StatsSnapshot Stats::snapshot() const {
             out.status_classes[i] += s.status_classes[i].load(kRelaxed);
         out.bytes_in += s.bytes_in.load(kRelaxed);
         out.bytes_out += s.bytes_out.load(kRelaxed);
+        out.refused_not_allowed += s.refused_not_allowed.load(kRelaxed);
+        out.refused_overloaded += s.refused_overloaded.load(kRelaxed);
         out.dns_cache_hits += s.dns_hits.load(kRelaxed);
         out.dns_cache_misses += s.dns_misses.load(kRelaxed);
         for (size_t i = 0; i < kLatencyBuckets; ++i)
@@ -537,6 +546,13 @@ std::string render_prometheus(const StatsSnapshot& s) {
     m.sample("hallpass_bytes_total", "direction", "in", number(s.bytes_in));
     m.sample("hallpass_bytes_total", "direction", "out", number(s.bytes_out));
 
+    m.family("hallpass_refused_connections_total", "counter",
+             "Connections refused at accept, before any request: client_not_allowed (403, "
+             "allowed_clients), overloaded (503, connection limits or shutting down).");
+    m.sample("hallpass_refused_connections_total", "reason", "client_not_allowed",
+             number(s.refused_not_allowed));
+    m.sample("hallpass_refused_connections_total", "reason", "overloaded",
+             number(s.refused_overloaded));
     m.family("hallpass_client_connections", "gauge", "Open client connections.");
     m.sample("hallpass_client_connections", number(s.client_connections));
     m.family("hallpass_upstream_connections", "gauge",
@@ -654,6 +670,8 @@ std::string render_stats_json(const StatsSnapshot& s) {
     out += ",\"connections\":{\"clients\":" + number(s.client_connections) +
            ",\"upstreams\":" + number(s.upstream_connections) +
            ",\"tunnels\":" + number(s.tunnels) + "}";
+    out += ",\"refused_connections\":{\"client_not_allowed\":" + number(s.refused_not_allowed) +
+           ",\"overloaded\":" + number(s.refused_overloaded) + "}";
     out += ",\"dns_cache\":{\"hits\":" + number(s.dns_cache_hits) +
            ",\"misses\":" + number(s.dns_cache_misses) + "}";
     out += ",\"reloads\":{\"ok\":" + number(s.reloads_ok) +

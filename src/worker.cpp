@@ -164,6 +164,7 @@ void Worker::refuse(int fd, const sockaddr* peer, int status, const char* why) {
                  status, why, static_cast<unsigned long long>(refusals_ + 1));
     }
     ++refusals_;
+    if (shared_.stats) shared_.stats->count_refused(index_, status);
 }
 
 void Worker::on_accept(int fd, const sockaddr* peer) {

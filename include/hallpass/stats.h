@@ -125,6 +125,8 @@ struct StatsSnapshot {
     int64_t client_connections = 0;
     int64_t upstream_connections = 0;
     int64_t tunnels = 0;
+    uint64_t refused_not_allowed = 0;  // connections refused at accept with 403
+    uint64_t refused_overloaded = 0;   // ... with 503
     uint64_t dns_cache_hits = 0;
     uint64_t dns_cache_misses = 0;
 
@@ -183,6 +185,9 @@ class Stats : public TransactionSink {
     // the pool) and open tunnels, counted by the worker on the same 1 s timer (so the request
     // path pays nothing for them).
     void set_connection_gauges(int worker, int64_t upstream_connections, int64_t tunnels);
+    // A connection refused at accept, before any request (worker `worker`'s thread): 403 for a
+    // client outside allowed_clients, 503 when over a connection limit or shutting down.
+    void count_refused(int worker, int status);
 
     // Any thread (the reload thread): the result of a rules reload.
     void note_reload(bool ok, const std::string& message);

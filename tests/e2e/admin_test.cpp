@@ -284,6 +284,22 @@ TEST_CASE("admin: reloads are counted with their last result") {
     CHECK(contains(admin_get(proxy.admin_port(), "/stats.json"), "yaml syntax error"));
 }
 
+TEST_CASE("admin: connections refused at accept are counted, though no request was read") {
+    TempDir dir;
+    Nginx origin(dir);
+    HallpassOptions o = admin_options(origin.port());
+    o.server_yaml += "\nallowed_clients: [127.0.0.1/32]";
+    Hallpass proxy(dir, o);
+    auto r = curl(proxy.port(), {"--interface", "127.0.0.2", "-o", "/dev/null", "-w",
+                                 "%{http_code}", origin.url("/", "site.test")});
+    CHECK(r.out == "403");
+    Scrape s = scrape(proxy.admin_port());
+    require_valid(s);
+    CHECK(s.value("hallpass_refused_connections_total", {{"reason", "client_not_allowed"}}) == 1);
+    CHECK(s.value("hallpass_refused_connections_total", {{"reason", "overloaded"}}) == 0);
+    CHECK(s.value("hallpass_requests_total", {{"kind", "local"}}) == 0);
+}
+
 TEST_CASE("admin: `off` leaves only the proxy listening; a busy admin port stops the start") {
     TempDir dir;
     {

@@ -173,12 +173,17 @@ TEST_CASE("stats: gauges and reload results") {
     stats.set_connection_gauges(0, 1, 1);
     stats.set_connection_gauges(1, 5, 0);
     stats.set_connection_gauges(1, 1, 0);  // replaces the last value
+    stats.count_refused(0, 403);
+    stats.count_refused(1, 503);
+    stats.count_refused(1, 503);
     stats.note_reload(true, "");
     stats.note_reload(false, "rules.yaml:3:1: unknown key \"rulez\"");
     auto s = stats.snapshot();
     CHECK(s.client_connections == 3);
     CHECK(s.upstream_connections == 2);
     CHECK(s.tunnels == 1);
+    CHECK(s.refused_not_allowed == 1);
+    CHECK(s.refused_overloaded == 2);
     CHECK(s.reloads_ok == 1);
     CHECK(s.reloads_failed == 1);
     CHECK_FALSE(s.last_reload_ok);
