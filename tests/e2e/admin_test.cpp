@@ -6,7 +6,6 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <regex>
 #include <set>
 
 #include "../unit/exposition_check.h"
@@ -118,6 +117,15 @@ std::set<uint16_t> listening_ports(pid_t pid) {
     return ports;
 }
 
+// The text between `open` (which must occur) and the next `close` after it; "" if absent.
+std::string between(const std::string& text, const std::string& open, const std::string& close) {
+    size_t at = text.find(open);
+    if (at == std::string::npos) return {};
+    at += open.size();
+    size_t end = text.find(close, at);
+    return end == std::string::npos ? std::string() : text.substr(at, end - at);
+}
+
 RunResult chromium(const TempDir& dir, const std::vector<std::string>& mode,
                    const std::string& url) {
     static int profile = 0;
@@ -219,13 +227,13 @@ TEST_CASE("admin: /stats.json parses and names the top hosts, blocked hosts and 
     CHECK(contains(json, "\"requests\":{\"total\":8,\"relayed\":5,\"tunnel\":1,\"blocked\":2,"));
     CHECK(contains(json, "\"rules_file\":\"" + proxy.config_path().string() + "\""));
     // The minute series holds the 8 requests (in one or, across a minute boundary, two minutes).
-    std::smatch m;
-    std::string minutes = json.substr(json.find("\"minutes\":"));
+    std::string minutes = between(json, "\"minutes\":[", "]}");
     long total = 0;
-    std::regex point(R"(\[(\d+),(\d+),(\d+)\])");
-    for (auto it = std::sregex_iterator(minutes.begin(), minutes.end(), point);
-         it != std::sregex_iterator(); ++it)
-        total += std::stol((*it)[2]);
+    for (size_t at = minutes.find('['); at != std::string::npos; at = minutes.find('[', at + 1)) {
+        // [minute,requests,blocked]
+        size_t first_comma = minutes.find(',', at);
+        total += std::stol(minutes.substr(first_comma + 1));
+    }
     CHECK(total == 8);
 }
 
@@ -356,33 +364,26 @@ TEST_CASE("admin: headless Chromium renders the dashboard with the top hosts and
     CHECK_FALSE(dom.timed_out);
     CHECK(dom.exit_code == 0);
     // The top-hosts list, in order, as text the script put there.
-    std::smatch list;
-    REQUIRE(std::regex_search(dom.out, list,
-                              std::regex(R"(<ol class="bars" id="top-hosts">([\s\S]*?)</ol>)")));
-    std::string hosts = list[1];
+    std::string hosts = between(dom.out, "<ol class=\"bars\" id=\"top-hosts\">", "</ol>");
     auto site = hosts.find(">site.test</span>");
     auto other = hosts.find(">other.test</span>");
     CHECK(site != std::string::npos);
     CHECK(other != std::string::npos);
     CHECK(site < other);  // 6 requests before 3
-    std::smatch blocked;
-    REQUIRE(std::regex_search(dom.out, blocked,
-                              std::regex(R"(<ol class="bars" id="top-blocked">([\s\S]*?)</ol>)")));
-    CHECK(contains(blocked[1].str(), ">ads.test</span>"));
+    std::string blocked = between(dom.out, "<ol class=\"bars\" id=\"top-blocked\">", "</ol>");
+    CHECK(contains(blocked, ">ads.test</span>"));
     CHECK(contains(dom.out, ">no-ads</span>"));
     CHECK(contains(dom.out, "<b id=\"version\">0.1.0</b>"));
     // The chart drew: the script's own count of minutes with data, and the bars themselves.
-    std::smatch chart;
-    REQUIRE(std::regex_search(dom.out, chart,
-                              std::regex(R"(<svg id="traffic-chart"[^>]*>([\s\S]*?)</svg>)")));
-    std::smatch points;
-    REQUIRE(std::regex_search(chart[0].first, chart[0].second, points,
-                              std::regex(R"re(data-points="(\d+)")re")));
-    CHECK(std::stoi(points[1]) >= 1);
-    CHECK(std::regex_search(chart[0].first, chart[0].second, std::regex(R"(data-requests="11")")));
-    CHECK(count_of(chart[1].str(), "class=\"bar-requests\"") >= 1);
-    CHECK(count_of(chart[1].str(), "class=\"bar-blocked\"") >= 1);
-    CHECK(count_of(chart[1].str(), "<text") >= 5);            // axis labels
+    std::string chart_tag = between(dom.out, "<svg id=\"traffic-chart\"", ">");
+    std::string chart = between(dom.out, "<svg id=\"traffic-chart\"", "</svg>");
+    std::string points = between(chart_tag, "data-points=\"", "\"");
+    REQUIRE_FALSE(points.empty());
+    CHECK(std::stoi(points) >= 1);
+    CHECK(contains(chart_tag, "data-requests=\"11\""));
+    CHECK(count_of(chart, "class=\"bar-requests\"") >= 1);
+    CHECK(count_of(chart, "class=\"bar-blocked\"") >= 1);
+    CHECK(count_of(chart, "<text") >= 5);                     // axis labels
     CHECK(contains(dom.out, "<span id=\"status\"></span>"));  // no fetch error shown
 
     fs::path shot = artifacts_dir() / "admin_dashboard.png";

@@ -4,8 +4,6 @@
 
 #include <doctest/doctest.h>
 
-#include <regex>
-
 #include "hallpass/stats.h"
 #include "json_check.h"
 
@@ -72,8 +70,11 @@ TEST_CASE("admin: the dashboard is self-contained and has the elements the e2e t
     CHECK(html.find(" src=") == std::string::npos);
     CHECK(html.find(" href=") == std::string::npos);
     CHECK(html.find("@import") == std::string::npos);
-    std::regex url(R"(https?://[^"' )]+)");
-    for (auto it = std::sregex_iterator(html.begin(), html.end(), url);
-         it != std::sregex_iterator(); ++it)
-        CHECK(it->str() == "http://www.w3.org/2000/svg");
+    for (const char* scheme : {"http://", "https://", "//cdn"}) {
+        for (size_t at = html.find(scheme); at != std::string::npos;
+             at = html.find(scheme, at + 1)) {
+            std::string url = html.substr(at, html.find_first_of("\"' )", at) - at);
+            CHECK(url == "http://www.w3.org/2000/svg");
+        }
+    }
 }
