@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <cstring>
 
 #include "hallpass/config.h"
@@ -31,6 +32,9 @@ namespace {
 // before the socket is closed, so a close with unread data does not reset (and destroy) the
 // response in flight (RFC 9112 §9.6).
 constexpr int kLingerMs = 2000;
+
+// How often a client whose reads are paused for backpressure is checked for a reset.
+constexpr int kPausedCheckMs = 500;
 
 const char* state_name(Connection::State s) {
     switch (s) {
@@ -67,6 +71,9 @@ void upstream_event_cb(bufferevent*, short what, void* arg) {
     static_cast<Connection*>(arg)->on_upstream_event(what);
 }
 void timer_cb(evutil_socket_t, short, void* arg) { static_cast<Connection*>(arg)->on_timer(); }
+void client_watch_cb(evutil_socket_t, short, void* arg) {
+    static_cast<Connection*>(arg)->on_client_check();
+}
 void client_output_cb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
     static_cast<Connection*>(arg)->on_client_bytes(true, info->n_added, info->n_deleted);
 }
@@ -150,6 +157,7 @@ Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer
 Connection::~Connection() {
     relay_.reset();
     if (timer_) event_free(timer_);
+    if (client_watch_) event_free(client_watch_);
     if (upstream_) bufferevent_free(upstream_);
     if (client_) bufferevent_free(client_);
 }
@@ -214,6 +222,7 @@ void Connection::finish(const char* reason) {
     }
     if (relay_) relay_->stop();
     if (timer_) event_del(timer_);
+    unwatch_client();
     for (bufferevent* bev : {client_, upstream_}) {
         if (!bev) continue;
         bufferevent_disable(bev, EV_READ | EV_WRITE);
@@ -587,6 +596,7 @@ void Connection::next_request() {
     upstream_head_.clear();
     resp_head_done_ = response_started_ = resp_done_ = false;
     upstream_paused_ = client_paused_ = false;
+    unwatch_client();
     head_started_ = false;
     head_scanned_ = 0;
     bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
@@ -752,6 +762,7 @@ void Connection::pump_request_body() {
             // The upstream is slow to take the body: stop reading the client until it drains.
             client_paused_ = true;
             bufferevent_disable(client_, EV_READ);
+            watch_client();
             bufferevent_setwatermark(upstream_, EV_WRITE, high / 2, 0);
             break;
         }
@@ -785,6 +796,7 @@ void Connection::pump_request_body() {
 void Connection::on_upstream_write() {
     if (state_ != State::Exchanging || !client_paused_) return;
     client_paused_ = false;
+    unwatch_client();
     bufferevent_setwatermark(upstream_, EV_WRITE, 0, 0);
     bufferevent_enable(client_, EV_READ);
     pump_request_body();
@@ -1075,6 +1087,35 @@ void Connection::abort_response() {
         return;
     }
     close_after_flush();
+}
+
+// ---- a paused client ----------------------------------------------------------------------
+
+// While the client's reads are paused (the upstream is slow to take the body), no read is
+// pending on its socket, so its reset would go unseen until the upstream drains or
+// response_timeout_ms passes. epoll cannot report it without a read or write interest (a reset
+// comes as EPOLLERR|EPOLLHUP, which libevent gives only to read and write events, and a read
+// event would fire at once for the bytes waiting), so a paused client is polled instead:
+// SO_ERROR every kPausedCheckMs, and only while it is paused.
+void Connection::watch_client() {
+    if (!client_watch_) {
+        client_watch_ = event_new(worker_.base(), -1, EV_PERSIST, client_watch_cb, this);
+        if (!client_watch_) return;  // out of memory: the response timeout still applies
+    }
+    timeval tv{0, kPausedCheckMs * 1000};
+    event_add(client_watch_, &tv);
+}
+
+void Connection::unwatch_client() {
+    if (client_watch_) event_del(client_watch_);
+}
+
+void Connection::on_client_check() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(bufferevent_getfd(client_), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+        finish(err == ECONNRESET ? "client reset mid-request" : "client connection error");
+    }
 }
 
 // ---- accounting ------------------------------------------------------------------------------
