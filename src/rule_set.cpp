@@ -135,6 +135,8 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const Ru
         if (!rule.has_destination()) rs->always_.push_back(r);
         if (rule.has_dest_nets) rs->dest_nets_.push_back(r);
     }
+    if (!rs->host_re_entry_.empty()) rs->host_re_first_rule_ = rs->host_re_entry_.front().first;
+    if (!rs->url_re_entry_.empty()) rs->url_re_first_rule_ = rs->url_re_entry_.front().first;
     if (previous && previous->host_re_patterns_ == rs->host_re_patterns_) {
         rs->host_re_ = previous->host_re_;
     } else if (!host_patterns.empty()) {
@@ -173,8 +175,11 @@ bool RuleSet::rule_holds(uint32_t r, const RequestFacts& facts) const {
 // Calls fn(rule, kind, entry) for every rule a destination condition matches: `kind` names the
 // condition; `entry` is the index of the entry in that condition (or the list index for lists,
 // with the matched name in `name`). Rules may be reported several times and in any order.
+// The regex groups are skipped when all their rules come at or after `bound` (decide() passes
+// the best rule found so far: such matches could not change the answer).
 template <class Fn>
-void RuleSet::for_each_destination_match(const RequestFacts& facts, Fn&& fn) const {
+void RuleSet::for_each_destination_match(const RequestFacts& facts, const uint32_t& bound,
+                                         Fn&& fn) const {
     exact_.for_each_exact(facts.host,
                           [&](uint32_t id, std::string_view name) { fn(id, "hosts", name, 0u); });
     suffix_.for_each_suffix(facts.host, [&](uint32_t id, std::string_view name) {
@@ -187,7 +192,7 @@ void RuleSet::for_each_destination_match(const RequestFacts& facts, Fn&& fn) con
     // RE2::Set::Match with a vector allocates (a match set) and cannot stop at the first match;
     // most hosts match no pattern, so the cheap yes/no question comes first.
     thread_local std::vector<int> hits;
-    if (host_re_ && host_re_->Match(facts.host, nullptr)) {
+    if (host_re_ && host_re_first_rule_ < bound && host_re_->Match(facts.host, nullptr)) {
         hits.clear();
         if (host_re_->Match(facts.host, &hits)) {
             for (int i : hits) {
@@ -196,7 +201,8 @@ void RuleSet::for_each_destination_match(const RequestFacts& facts, Fn&& fn) con
             }
         }
     }
-    if (url_re_ && !facts.url.empty() && url_re_->Match(facts.url, nullptr)) {
+    if (url_re_ && url_re_first_rule_ < bound && !facts.url.empty() &&
+        url_re_->Match(facts.url, nullptr)) {
         hits.clear();
         if (url_re_->Match(facts.url, &hits)) {
             for (int i : hits) {
@@ -224,9 +230,10 @@ Decision RuleSet::decide(const RequestFacts& facts) const {
             break;
         }
     }
-    for_each_destination_match(facts, [&](uint32_t r, const char*, std::string_view, uint32_t) {
-        if (r < best && rule_holds(r, facts)) best = r;
-    });
+    for_each_destination_match(facts, best,
+                               [&](uint32_t r, const char*, std::string_view, uint32_t) {
+                                   if (r < best && rule_holds(r, facts)) best = r;
+                               });
     if (best == UINT32_MAX) return Decision{spec_.default_action, -1};
     return Decision{spec_.rules[best].action, static_cast<int>(best)};
 }
@@ -250,8 +257,9 @@ Explanation RuleSet::explain(const RequestFacts& facts) const {
         return ex;
     }
     bool found = false;
+    const uint32_t no_bound = UINT32_MAX;
     for_each_destination_match(
-        facts, [&](uint32_t hit, const char* kind, std::string_view name, uint32_t entry) {
+        facts, no_bound, [&](uint32_t hit, const char* kind, std::string_view name, uint32_t entry) {
             if (found || hit != r) return;
             found = true;
             ex.condition = kind;

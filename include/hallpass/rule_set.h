@@ -89,7 +89,8 @@ class RuleSet {
     RuleSet() = default;
     bool rule_holds(uint32_t rule, const RequestFacts& facts) const;
     template <class Fn>
-    void for_each_destination_match(const RequestFacts& facts, Fn&& fn) const;
+    void for_each_destination_match(const RequestFacts& facts, const uint32_t& bound,
+                                    Fn&& fn) const;
 
     static constexpr uint32_t kListBase = 1u << 30;  // suffix-index set ids >= this are lists
 
@@ -105,6 +106,8 @@ class RuleSet {
     std::shared_ptr<const RE2::Set> url_re_;
     std::vector<std::string> url_re_patterns_;
     std::vector<std::pair<uint32_t, uint32_t>> url_re_entry_;
+    uint32_t host_re_first_rule_ = UINT32_MAX;  // lowest rule with a host_regex
+    uint32_t url_re_first_rule_ = UINT32_MAX;
     std::vector<uint32_t> always_;     // rules with no destination condition (ascending)
     std::vector<uint32_t> dest_nets_;  // rules with dest_nets (ascending)
     std::string block_page_;

@@ -239,3 +239,32 @@ TEST_CASE("rule_set: a reload keeps unchanged regex sets (warm DFA) and maps the
     REQUIRE(fresh.ok());
     CHECK_FALSE(fresh->rules->regexes_shared_with(*before.set));
 }
+
+TEST_CASE("rule_set: regex groups are consulted only when they can still win, in file order") {
+    Rules r(R"(rules:
+  - name: regex-first
+    action: allow
+    host_regex: ['^early\.']
+  - name: domain
+    action: block
+    domains: [example.com]
+  - name: regex-late
+    action: allow
+    host_regex: ['casino']
+    url_regex: ['/late/']
+  - name: kids-only-domain
+    action: block
+    clients: [10.0.0.0/8]
+    domains: [casino.example.org]
+)");
+    // A host regex earlier than the domain rule still wins.
+    CHECK(r.decide("192.168.1.2", "early.example.com") == "regex-first:allow");
+    // The domain rule comes before every later regex: the later regexes cannot change this.
+    CHECK(r.decide("192.168.1.2", "casino.example.com", 80, "http://casino.example.com/late/") ==
+          "domain:block");
+    // A domain rule whose clients do not hold does not bound the search.
+    CHECK(r.decide("192.168.1.2", "casino.example.org") == "regex-late:allow");
+    CHECK(r.decide("192.168.1.2", "x.example.org", 80, "http://x.example.org/late/") ==
+          "regex-late:allow");
+    CHECK(r.decide("10.1.2.3", "casino.example.org") == "regex-late:allow");
+}
