@@ -21,6 +21,13 @@ namespace {
 // the DFA does not run out and fall back to slow matching under load.
 constexpr int64_t kRe2SetMemory = 256 << 20;
 
+// The pattern indexes of a match, one vector per thread (reached only when a regex matched:
+// thread_local costs a TLS lookup per use).
+std::vector<int>& match_buffer() {
+    thread_local std::vector<int> hits;
+    return hits;
+}
+
 // One RE2::Set for a group of patterns (all host_regex or all url_regex entries, in rule order).
 Result<std::shared_ptr<const RE2::Set>> build_set(const std::vector<const RuleSpecEntry*>& patterns,
                                                   bool case_sensitive, const char* what,
@@ -191,8 +198,8 @@ void RuleSet::for_each_destination_match(const RequestFacts& facts, const uint32
     });
     // RE2::Set::Match with a vector allocates (a match set) and cannot stop at the first match;
     // most hosts match no pattern, so the cheap yes/no question comes first.
-    thread_local std::vector<int> hits;
     if (host_re_ && host_re_first_rule_ < bound && host_re_->Match(facts.host, nullptr)) {
+        std::vector<int>& hits = match_buffer();
         hits.clear();
         if (host_re_->Match(facts.host, &hits)) {
             for (int i : hits) {
@@ -203,6 +210,7 @@ void RuleSet::for_each_destination_match(const RequestFacts& facts, const uint32
     }
     if (url_re_ && url_re_first_rule_ < bound && !facts.url.empty() &&
         url_re_->Match(facts.url, nullptr)) {
+        std::vector<int>& hits = match_buffer();
         hits.clear();
         if (url_re_->Match(facts.url, &hits)) {
             for (int i : hits) {
