@@ -67,6 +67,19 @@ void upstream_event_cb(bufferevent*, short what, void* arg) {
     static_cast<Connection*>(arg)->on_upstream_event(what);
 }
 void timer_cb(evutil_socket_t, short, void* arg) { static_cast<Connection*>(arg)->on_timer(); }
+void client_output_cb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
+    static_cast<Connection*>(arg)->on_client_bytes(true, info->n_added, info->n_deleted);
+}
+void client_input_cb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
+    static_cast<Connection*>(arg)->on_client_bytes(false, info->n_added, info->n_deleted);
+}
+
+std::string peer_of(bufferevent* bev) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getpeername(bufferevent_getfd(bev), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+    return format_address(reinterpret_cast<const sockaddr*>(&ss));
+}
 
 void set_nodelay(bufferevent* bev) {
     int one = 1;
@@ -126,6 +139,12 @@ Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer
       client_ip_(IpAddr::from_sockaddr(peer).value_or(IpAddr{})) {
     client_ = bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE);
     timer_ = evtimer_new(worker_.base(), timer_cb, this);
+    if (client_) {
+        // Byte accounting for the access log: what is queued for the client and what is taken
+        // from it, whichever path (response, local answer, tunnel) moves the bytes.
+        evbuffer_add_cb(bufferevent_get_output(client_), client_output_cb, this);
+        evbuffer_add_cb(bufferevent_get_input(client_), client_input_cb, this);
+    }
 }
 
 Connection::~Connection() {
@@ -184,6 +203,11 @@ void Connection::set_state(State next) {
 
 void Connection::finish(const char* reason) {
     if (state_ == State::Finished) return;
+    if (txn_open_) {
+        // A tunnel's normal end, or a request cut short: the client left, an error, shutdown.
+        bool clean = state_ == State::Tunneling && tunnel_closed_;
+        end_txn(clean ? std::string() : std::string(reason));
+    }
     if (dns_ticket_) {
         worker_.dns().cancel(dns_ticket_);
         dns_ticket_ = 0;
@@ -396,6 +420,7 @@ void Connection::parse_head() {
         case HeadStatus::Complete:
             break;
     }
+    begin_txn();  // before the drain: the head's bytes count as the request's
     evbuffer_drain(in, p.consumed);
     head_started_ = false;
     head_scanned_ = 0;
@@ -406,6 +431,8 @@ void Connection::parse_head() {
 void Connection::handle_request() {
     LOG_DEBUG("c=%llu %s %s %s", static_cast<unsigned long long>(id_), client_addr_.c_str(),
               req_.method.c_str(), req_.target.c_str());
+    txn_.method = req_.method;
+    txn_.url = req_.target;  // until check_policy() has the canonical URL
     // Defaults for a request we answer ourselves: no body read, connection closed unless set.
     req_body_done_ = true;
     client_keep_alive_ = false;
@@ -476,6 +503,8 @@ void Connection::handle_request() {
     if (bufferevent* idle = worker_.pool().take(pool_key_)) {
         upstream_ = idle;
         upstream_reused_ = true;
+        txn_.upstream_reused = true;
+        txn_.upstream = peer_of(idle);
         bufferevent_setcb(upstream_, upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
         set_state(State::Exchanging);
         send_request();
@@ -513,6 +542,7 @@ void Connection::handle_origin_form() {
     }
     auto framing = request_framing(req_);
     bool no_body = framing && framing->kind == BodyKind::None;
+    txn_.status = 200;
     reply(make_info_response(is_head), no_body && client_wants_keep_alive(req_));
 }
 
@@ -523,9 +553,18 @@ bool Connection::check_policy() {
     std::string url = !is_connect_ && rules.needs_url() ? request_url() : std::string();
     RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
     Decision decision = rules.decide(facts);
-    if (decision.action == Action::Allow) return true;
     const std::string& rule =
         decision.rule >= 0 ? rules.rule_name(decision.rule) : std::string("default");
+    txn_.rule = rule;
+    txn_.url = is_connect_ ? target_.host_port() : request_url();
+    txn_.host = target_.host;
+    txn_.port = target_.port;
+    if (decision.action == Action::Allow) {
+        txn_.kind = is_connect_ ? Transaction::Kind::Tunnel : Transaction::Kind::Relayed;
+        return true;
+    }
+    txn_.kind = Transaction::Kind::Blocked;
+    txn_.status = 403;
     LOG_DEBUG("c=%llu %s blocked %s by rule \"%s\"", static_cast<unsigned long long>(id_),
               client_addr_.c_str(), target_.host_port().c_str(), rule.c_str());
     // A blocked request without a body keeps its connection: the browser's next request may be
@@ -580,6 +619,8 @@ void Connection::open_upstream(const Authority& target) {
     }
     set_state(State::Resolving);
     arm_timer(worker_.config().dns_timeout_ms + 1000);
+    phase_start_ms_ = loop_now_ms(client_);
+    txn_.dns_ms = 0;
     auto answer = worker_.dns().resolve(
         target.host,
         [this](const DnsAnswer& a) {
@@ -587,10 +628,14 @@ void Connection::open_upstream(const Authority& target) {
             on_resolved(a);
         },
         &dns_ticket_);
-    if (answer) on_resolved(*answer);
+    if (answer) {
+        txn_.dns_cached = true;
+        on_resolved(*answer);
+    }
 }
 
 void Connection::on_resolved(const DnsAnswer& answer) {
+    if (txn_.dns_ms >= 0) txn_.dns_ms = loop_now_ms(client_) - phase_start_ms_;
     if (!answer.ok()) {
         reply_error(502,
                     answer.error.empty() ? "dns lookup failed for " + target_.host : answer.error,
@@ -621,8 +666,13 @@ void Connection::connect_next() {
         reply_error(connect_timed_out_ ? 504 : 502, detail, true);
         return;
     }
-    if (state_ != State::Connecting) set_state(State::Connecting);
+    if (state_ != State::Connecting) {
+        set_state(State::Connecting);
+        phase_start_ms_ = loop_now_ms(client_);
+    }
     const sockaddr_storage& addr = addrs_[addr_index_];
+    txn_.upstream = format_address(reinterpret_cast<const sockaddr*>(&addr));
+    txn_.upstream_reused = false;
     upstream_ = bufferevent_socket_new(worker_.base(), -1, BEV_OPT_CLOSE_ON_FREE);
     if (!upstream_) {
         reply_error(502, "out of resources", true);
@@ -662,6 +712,7 @@ void Connection::on_upstream_event(short what) {
 }
 
 void Connection::on_upstream_connected() {
+    txn_.connect_ms = loop_now_ms(client_) - phase_start_ms_;
     set_nodelay(upstream_);
     addrs_.clear();
     addrs_.shrink_to_fit();
@@ -791,6 +842,10 @@ void Connection::read_response_head() {
         }
         resp_framing_ = *framing;
         resp_status_ = head.status;
+        txn_.status = head.status;
+        if (const Header* ct = find_header(head.headers, "content-type")) {
+            txn_.content_type = ct->value;
+        }
         dechunk_ = resp_framing_.kind == BodyKind::Chunked && req_.version_minor == 0;
         upstream_reusable_ = upstream_allows_reuse(head, resp_framing_);
         client_keep_alive_ = client_keep_alive_ && !draining_ && !dechunk_ &&
@@ -864,6 +919,7 @@ void Connection::pump_response_body() {
 }
 
 void Connection::on_response_complete() {
+    end_txn(std::string());
     if (!req_body_done_) {
         // The upstream answered before the whole body was sent (e.g. 413). The rest of the
         // body cannot be skipped safely on either side: close both after the response.
@@ -939,6 +995,7 @@ void Connection::fail_upstream(int status, const std::string& detail) {
 
 void Connection::start_tunnel() {
     set_state(State::Tunneling);
+    txn_.status = 200;
     bufferevent_write(client_, kConnectEstablished.data(), kConnectEstablished.size());
     // An idle tunnel should cost little memory: drop the request's strings.
     req_ = RequestHead();
@@ -948,12 +1005,16 @@ void Connection::start_tunnel() {
     relay_->start();
 }
 
-void Connection::on_relay_done(const char* reason, bool /*error*/) { finish(reason); }
+void Connection::on_relay_done(const char* reason, bool error) {
+    tunnel_closed_ = !error;
+    finish(reason);
+}
 
 // ---- local answers and closing ---------------------------------------------------------------
 
 void Connection::reply(const std::string& bytes, bool keep_alive) {
     bufferevent_write(client_, bytes.data(), bytes.size());
+    end_txn(txn_.error);
     bool can_continue = keep_alive && req_body_done_ && !client_eof_ && !draining_;
     if (can_continue) {
         next_request();
@@ -966,6 +1027,9 @@ void Connection::reply_error(int status, const std::string& detail, bool may_kee
     LOG_DEBUG("c=%llu %s answered %d: %s", static_cast<unsigned long long>(id_),
               client_addr_.c_str(), status, detail.c_str());
     free_upstream();
+    if (!txn_open_) begin_txn();  // a head that never parsed (400, 408, 414, 431, 505)
+    txn_.status = status;
+    txn_.error = detail;
     bool head_only = req_.method == "HEAD";
     bool keep_alive = may_keep_alive && client_keep_alive_ && req_body_done_;
     reply(make_error_response(status, detail, keep_alive, head_only), keep_alive);
@@ -1001,6 +1065,7 @@ void Connection::abort_response() {
     // body is shorter than its Content-Length, or lacks the last chunk).
     free_upstream();
     client_keep_alive_ = false;
+    end_txn("the upstream response was cut short");
     if (dechunk_ || resp_framing_.kind == BodyKind::UntilClose) {
         // The client reads this body until the connection ends: a clean close would make the
         // truncated body look complete (RFC 9112 §8). Only a reset says it is not.
@@ -1010,6 +1075,40 @@ void Connection::abort_response() {
         return;
     }
     close_after_flush();
+}
+
+// ---- accounting ------------------------------------------------------------------------------
+
+void Connection::on_client_bytes(bool output, size_t added, size_t deleted) {
+    if (output) {
+        client_out_total_ += added;
+    } else {
+        client_in_total_ += deleted;
+    }
+}
+
+void Connection::begin_txn() {
+    txn_ = Transaction();
+    txn_open_ = true;
+    txn_start_ms_ = loop_now_ms(client_);
+    txn_in_base_ = client_in_total_;
+    txn_out_base_ = client_out_total_;
+    txn_.start_unix_ms = txn_start_ms_;
+    txn_.client = client_ip_;
+    txn_.client_addr = client_addr_;
+    txn_.method = "-";
+    txn_.url = "-";
+}
+
+void Connection::end_txn(const std::string& error) {
+    if (!txn_open_) return;
+    txn_open_ = false;
+    if (txn_.status == 0 && response_started_) txn_.status = resp_status_;
+    txn_.elapsed_ms = loop_now_ms(client_) - txn_start_ms_;
+    txn_.bytes_to_client = client_out_total_ - txn_out_base_;
+    txn_.bytes_from_client = client_in_total_ - txn_in_base_;
+    if (txn_.error.empty()) txn_.error = error;
+    worker_.record(txn_);
 }
 
 void Connection::free_upstream() {

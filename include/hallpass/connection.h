@@ -16,6 +16,7 @@
 #include "hallpass/http_parser.h"
 #include "hallpass/net_set.h"
 #include "hallpass/relay.h"
+#include "hallpass/transaction.h"
 #include "hallpass/uri.h"
 
 struct bufferevent;
@@ -59,6 +60,7 @@ class Connection final : public Relay::Owner {
     State state() const { return state_; }
 
     // libevent trampolines (public for the C callbacks in connection.cpp).
+    void on_client_bytes(bool output, size_t added, size_t deleted);
     void on_client_read();
     void on_client_write();
     void on_client_event(short what);
@@ -103,6 +105,12 @@ class Connection final : public Relay::Owner {
     void start_tunnel();
     void on_relay_done(const char* reason, bool error) override;
 
+    // The current request's Transaction: opened when its head is complete (or when a head that
+    // never parsed is answered), closed exactly once when the request ends, then handed to the
+    // worker's sinks.
+    void begin_txn();
+    void end_txn(const std::string& error);
+
     // Local answers and closing
     void reply(const std::string& bytes, bool keep_alive);
     void reply_error(int status, const std::string& detail, bool may_keep_alive = false);
@@ -127,6 +135,7 @@ class Connection final : public Relay::Owner {
     bool in_process_ = false;  // process_input() is on the stack
     bool reprocess_ = false;   // ...and must look at the input again
     bool lingering_ = false;   // Closing: output flushed, SHUT_WR sent, discarding input
+    bool tunnel_closed_ = false;  // the tunnel ended by both sides closing, not an error/timeout
 
     // The current request.
     bool head_started_ = false;
@@ -164,6 +173,16 @@ class Connection final : public Relay::Owner {
     bool upstream_paused_ = false;  // upstream reads paused: client output full
     bool upstream_eof_ = false;     // the upstream closed; buffered bytes may remain
     int resp_status_ = 0;
+
+    // Accounting for the access log and statistics.
+    Transaction txn_;
+    bool txn_open_ = false;
+    int64_t txn_start_ms_ = 0;
+    int64_t phase_start_ms_ = 0;      // start of the DNS lookup or of the first connect
+    uint64_t client_in_total_ = 0;    // bytes taken out of the client's input buffer
+    uint64_t client_out_total_ = 0;   // bytes queued for the client
+    uint64_t txn_in_base_ = 0;
+    uint64_t txn_out_base_ = 0;
 };
 
 }  // namespace hallpass

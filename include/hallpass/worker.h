@@ -15,6 +15,7 @@
 #include "hallpass/http_parser.h"
 #include "hallpass/net_set.h"
 #include "hallpass/rule_store.h"
+#include "hallpass/transaction.h"
 
 struct event;
 struct event_base;
@@ -41,6 +42,9 @@ struct SharedState {
     NetSet allowed_clients;            // server.allowed_clients, compiled
     std::vector<SelfAddress> self;     // where hallpass listens
     NetSet local_addresses;            // this machine's addresses (for `any` listeners)
+    // Receivers of every finished request (access log, statistics). Set before workers start;
+    // read-only afterwards; each sink is called on the worker threads.
+    std::vector<TransactionSink*> sinks;
 
     // Open connections per client address, in hashed buckets: lock-free, fixed memory. Two
     // clients sharing a bucket share its count, which can only make the limit stricter.
@@ -83,6 +87,10 @@ class Worker {
     UpstreamPool& pool() { return *pool_; }
     // The rule snapshot for a request starting now (refreshed after a reload).
     const std::shared_ptr<const RuleSet>& rules() { return rules_.get(); }
+    // A request ended: hand its record to every sink (worker thread only).
+    void record(const Transaction& txn) {
+        for (TransactionSink* sink : shared_.sinks) sink->record(index_, txn);
+    }
     // Called by Connection::finish(): queue for freeing on a later loop turn.
     void reap(Connection* conn);
 
