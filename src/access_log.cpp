@@ -118,7 +118,16 @@ void append_json_ms(std::string& out, const char* key, int64_t ms) {
     }
 }
 
-bool method_known(const Transaction& txn) { return !txn.method.empty() && txn.method != "-"; }
+// The connection writes "-" for what it never learnt (a head that did not parse).
+std::string_view known(const std::string& value) {
+    return value == "-" ? std::string_view() : std::string_view(value);
+}
+
+// Squid's HIER_DIRECT names the server a response came from; a connect that failed is
+// HIER_NONE there (the JSON line still names the address that was tried).
+bool reached_upstream(const Transaction& txn) {
+    return !txn.upstream.empty() && (txn.connect_ms >= 0 || txn.upstream_reused);
+}
 
 }  // namespace
 
@@ -157,11 +166,11 @@ void append_squid(std::string& out, const Transaction& txn) {
     out += squid_code(txn);
     append_printf(out, "/%03d %" PRIu64 " ", std::clamp(txn.status, 0, 999), txn.bytes_to_client);
     // Squid writes NONE for a request whose method it never learnt.
-    append_field(out, method_known(txn) ? std::string_view(txn.method) : "NONE");
+    append_field(out, known(txn.method).empty() ? "NONE" : txn.method);
     out += ' ';
     append_field(out, txn.url);
     out += " - ";  // user: hallpass does not authenticate
-    if (txn.upstream.empty()) {
+    if (!reached_upstream(txn)) {
         out += "HIER_NONE/-";
     } else {
         out += "HIER_DIRECT/";
@@ -234,8 +243,8 @@ void append_json(std::string& out, const Transaction& txn) {
     append_json_key(out, "client");
     append_json_string(out, txn.client.to_string());
     append_json_optional(out, "client_addr", txn.client_addr);
-    append_json_optional(out, "method", method_known(txn) ? std::string_view(txn.method) : "");
-    append_json_optional(out, "url", txn.url);
+    append_json_optional(out, "method", known(txn.method));
+    append_json_optional(out, "url", known(txn.url));
     append_json_optional(out, "host", txn.host);
     append_json_key(out, "port");
     append_printf(out, "%u", static_cast<unsigned>(txn.port));

@@ -270,6 +270,25 @@ TEST_CASE("access_log: squid code, status, hierarchy and type per kind of transa
                         "TCP_MISS/502 1234 GET http://site.test:8080/1k - HIER_NONE/- text/html"});
     }
     {
+        Transaction t = relayed();
+        t.kind = Transaction::Kind::Local;
+        t.status = 502;
+        t.upstream = "127.0.0.1:1";  // tried, refused
+        t.connect_ms = -1;
+        t.content_type = "text/html";
+        rows.push_back({"connect refused: the address tried is no hierarchy", t,
+                        "TCP_MISS/502 1234 GET http://site.test:8080/1k - HIER_NONE/- text/html"});
+    }
+    {
+        Transaction t = relayed();
+        t.connect_ms = -1;
+        t.dns_ms = -1;
+        t.upstream_reused = true;
+        rows.push_back({"pooled upstream", t,
+                        "TCP_MISS/200 1234 GET http://site.test:8080/1k - HIER_DIRECT/127.0.0.1 "
+                        "text/plain"});
+    }
+    {
         Transaction t;
         t.start_unix_ms = kStart;
         t.client = *IpAddr::parse("::1");
@@ -397,6 +416,7 @@ TEST_CASE("access_log: json line carries every field") {
 TEST_CASE("access_log: json unknown values are null") {
     Transaction t;
     t.method = "-";
+    t.url = "-";
     t.status = 400;
     t.error = "bad request line";
     auto obj = Json::object(format_json(t));
