@@ -158,9 +158,11 @@ const char* squid_code(const Transaction& txn) {
 }
 
 void append_squid(std::string& out, const Transaction& txn) {
-    const int64_t end_ms = txn.start_unix_ms + txn.elapsed_ms;
+    // Wall-clock steps can make a measured duration negative; analysers expect >= 0.
+    const int64_t elapsed_ms = std::max<int64_t>(txn.elapsed_ms, 0);
+    const int64_t end_ms = txn.start_unix_ms + elapsed_ms;
     append_printf(out, "%6" PRId64 ".%03d %6" PRId64 " ", end_ms / 1000,
-                  static_cast<int>(end_ms % 1000), txn.elapsed_ms);
+                  static_cast<int>(end_ms % 1000), elapsed_ms);
     append_field(out, txn.client.to_string());
     out += ' ';
     out += squid_code(txn);
@@ -227,7 +229,8 @@ void append_json_string(std::string& out, std::string_view text) {
 }
 
 void append_json(std::string& out, const Transaction& txn) {
-    const int64_t end_ms = txn.start_unix_ms + txn.elapsed_ms;
+    const int64_t elapsed_ms = std::max<int64_t>(txn.elapsed_ms, 0);
+    const int64_t end_ms = txn.start_unix_ms + elapsed_ms;
     const time_t end_s = static_cast<time_t>(end_ms / 1000);
     tm utc{};
     gmtime_r(&end_s, &utc);
@@ -266,7 +269,7 @@ void append_json(std::string& out, const Transaction& txn) {
     append_json_key(out, "dns_cached");
     out += txn.dns_cached ? "true" : "false";
     append_json_ms(out, "connect_ms", txn.connect_ms);
-    append_json_ms(out, "elapsed_ms", std::max<int64_t>(txn.elapsed_ms, 0));
+    append_json_ms(out, "elapsed_ms", elapsed_ms);
     append_json_optional(out, "content_type", txn.content_type);
     append_json_optional(out, "error", txn.error);
     out += "}\n";

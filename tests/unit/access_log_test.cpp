@@ -358,6 +358,11 @@ TEST_CASE("access_log: squid time is the end of the transaction, elapsed in ms, 
     CHECK(fields[1] == "12345");
     t.elapsed_ms = 0;
     CHECK(format_squid(t).starts_with("1700000000.005      0 "));
+    t.elapsed_ms = -3;  // the wall clock stepped back
+    CHECK(format_squid(t).starts_with("1700000000.005      0 "));
+    auto obj = format_json(t);
+    CHECK(obj.find("\"elapsed_ms\":0,") != std::string::npos);
+    CHECK(obj.find("\"time_ms\":1700000000005,") != std::string::npos);
 }
 
 TEST_CASE("access_log: squid fields never contain spaces or control bytes") {
