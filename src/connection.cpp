@@ -88,6 +88,16 @@ std::string peer_of(bufferevent* bev) {
     return format_address(reinterpret_cast<const sockaddr*>(&ss));
 }
 
+// The Content-Type of one of our own complete responses (status line, fields, blank line, body).
+std::string content_type_of(std::string_view response) {
+    constexpr std::string_view kField = "\r\nContent-Type: ";
+    size_t head_end = response.find("\r\n\r\n");
+    size_t at = response.substr(0, head_end).find(kField);
+    if (at == std::string_view::npos) return {};
+    size_t start = at + kField.size();
+    return std::string(response.substr(start, response.find("\r\n", start) - start));
+}
+
 void set_nodelay(bufferevent* bev) {
     int one = 1;
     setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1026,6 +1036,7 @@ void Connection::on_relay_done(const char* reason, bool error) {
 
 void Connection::reply(const std::string& bytes, bool keep_alive) {
     bufferevent_write(client_, bytes.data(), bytes.size());
+    if (txn_.content_type.empty()) txn_.content_type = content_type_of(bytes);
     end_txn(txn_.error);
     bool can_continue = keep_alive && req_body_done_ && !client_eof_ && !draining_;
     if (can_continue) {
@@ -1039,7 +1050,8 @@ void Connection::reply_error(int status, const std::string& detail, bool may_kee
     LOG_DEBUG("c=%llu %s answered %d: %s", static_cast<unsigned long long>(id_),
               client_addr_.c_str(), status, detail.c_str());
     free_upstream();
-    if (!txn_open_) begin_txn();  // a head that never parsed (400, 408, 414, 431, 505)
+    if (!txn_open_) begin_txn();           // a head that never parsed (400, 408, 414, 431, 505)
+    txn_.kind = Transaction::Kind::Local;  // even after an allowed decision: no upstream answered
     txn_.status = status;
     txn_.error = detail;
     bool head_only = req_.method == "HEAD";
