@@ -3,7 +3,7 @@
 
 BUILD_PACKAGES=(g++ meson ninja-build pkg-config libevent-dev libyaml-cpp-dev libre2-dev
                 libidn2-dev doctest-dev libxxhash-dev)
-TEST_PACKAGES=(curl nginx libnginx-mod-http-echo openssl chromium)
+TEST_PACKAGES=(curl nginx libnginx-mod-http-echo openssl chromium goaccess)
 # scripts/fuzz: clang, and libFuzzer's runtime (Debian ships it with compiler-rt).
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 
 #include <charconv>
+#include <filesystem>
 #include <functional>
 
 #include "hallpass/net_set.h"
@@ -119,6 +120,56 @@ std::optional<Error> set_block_page(const YamlSource& src, const YAML::Node& nod
     return std::nullopt;
 }
 
+// "off", "-" (stdout), a path, or {path: ..., format: squid|json}. A relative path is relative
+// to the directory of the rules file, like list files and the block page.
+std::optional<Error> set_access_log(const YamlSource& src, const YAML::Node& node,
+                                    ServerConfig& cfg) {
+    AccessLogConfig out;
+    // (YAML::Node's operator= writes into the node it refers to; reset() rebinds.)
+    YAML::Node path_node;
+    path_node.reset(node);
+    if (node.IsMap()) {
+        static constexpr std::string_view kKeys[] = {"path", "format"};
+        if (auto err = src.check_keys(node, kKeys, "access_log")) return *err;
+        if (!node["path"]) {
+            return src.error_at(node,
+                                "\"access_log\" needs a path: a file, \"-\" for stdout, or off");
+        }
+        path_node.reset(node["path"]);
+        if (const YAML::Node format = node["format"]) {
+            auto text = src.get_string(format, "access_log.format");
+            if (!text) return text.error();
+            if (*text == "squid") {
+                out.format = AccessLogConfig::Format::Squid;
+            } else if (*text == "json") {
+                out.format = AccessLogConfig::Format::Json;
+            } else {
+                return src.error_at(
+                    format, "\"access_log.format\" must be squid or json, got \"" + *text + "\"");
+            }
+        }
+    } else if (!node.IsScalar()) {
+        return src.error_at(node,
+                            "\"access_log\" must be off, -, a file path, or {path: ..., "
+                            "format: squid|json}");
+    }
+    auto path = src.get_string(path_node, "access_log.path");
+    if (!path) return path.error();
+    if (path->empty()) {
+        return src.error_at(path_node,
+                            "\"access_log\" path is empty: give a file, \"-\" for stdout, or off");
+    }
+    if (*path == "off") {
+        out.path.clear();
+    } else if (*path == "-" || std::filesystem::path(*path).is_absolute()) {
+        out.path = *path;
+    } else {
+        out.path = (std::filesystem::path(src.name()).parent_path() / *path).string();
+    }
+    cfg.access_log = out;
+    return std::nullopt;
+}
+
 std::optional<Error> set_admin(const YamlSource& src, const YAML::Node& node, ServerConfig& cfg) {
     auto text = src.get_string(node, "admin");
     if (!text) return text.error();
@@ -158,6 +209,7 @@ const std::vector<Row>& rows() {
         {"hosts_file", set_hosts_file},
         {"nameservers", set_nameservers},
         {"block_page", set_block_page},
+        {"access_log", set_access_log},
         {"admin", set_admin},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
         int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <cstring>
 
 #include "hallpass/config.h"
@@ -31,6 +32,9 @@ namespace {
 // before the socket is closed, so a close with unread data does not reset (and destroy) the
 // response in flight (RFC 9112 §9.6).
 constexpr int kLingerMs = 2000;
+
+// How often a client whose reads are paused for backpressure is checked for a reset.
+constexpr int kPausedCheckMs = 500;
 
 const char* state_name(Connection::State s) {
     switch (s) {
@@ -67,6 +71,9 @@ void upstream_event_cb(bufferevent*, short what, void* arg) {
     static_cast<Connection*>(arg)->on_upstream_event(what);
 }
 void timer_cb(evutil_socket_t, short, void* arg) { static_cast<Connection*>(arg)->on_timer(); }
+void client_watch_cb(evutil_socket_t, short, void* arg) {
+    static_cast<Connection*>(arg)->on_client_check();
+}
 void client_output_cb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
     static_cast<Connection*>(arg)->on_client_bytes(true, info->n_added, info->n_deleted);
 }
@@ -79,6 +86,16 @@ std::string peer_of(bufferevent* bev) {
     socklen_t len = sizeof ss;
     if (getpeername(bufferevent_getfd(bev), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
     return format_address(reinterpret_cast<const sockaddr*>(&ss));
+}
+
+// The Content-Type of one of our own complete responses (status line, fields, blank line, body).
+std::string content_type_of(std::string_view response) {
+    constexpr std::string_view kField = "\r\nContent-Type: ";
+    size_t head_end = response.find("\r\n\r\n");
+    size_t at = response.substr(0, head_end).find(kField);
+    if (at == std::string_view::npos) return {};
+    size_t start = at + kField.size();
+    return std::string(response.substr(start, response.find("\r\n", start) - start));
 }
 
 void set_nodelay(bufferevent* bev) {
@@ -150,6 +167,7 @@ Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer
 Connection::~Connection() {
     relay_.reset();
     if (timer_) event_free(timer_);
+    if (client_watch_) event_free(client_watch_);
     if (upstream_) bufferevent_free(upstream_);
     if (client_) bufferevent_free(client_);
 }
@@ -214,6 +232,7 @@ void Connection::finish(const char* reason) {
     }
     if (relay_) relay_->stop();
     if (timer_) event_del(timer_);
+    unwatch_client();
     for (bufferevent* bev : {client_, upstream_}) {
         if (!bev) continue;
         bufferevent_disable(bev, EV_READ | EV_WRITE);
@@ -587,6 +606,7 @@ void Connection::next_request() {
     upstream_head_.clear();
     resp_head_done_ = response_started_ = resp_done_ = false;
     upstream_paused_ = client_paused_ = false;
+    unwatch_client();
     head_started_ = false;
     head_scanned_ = 0;
     bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
@@ -752,6 +772,7 @@ void Connection::pump_request_body() {
             // The upstream is slow to take the body: stop reading the client until it drains.
             client_paused_ = true;
             bufferevent_disable(client_, EV_READ);
+            watch_client();
             bufferevent_setwatermark(upstream_, EV_WRITE, high / 2, 0);
             break;
         }
@@ -785,6 +806,7 @@ void Connection::pump_request_body() {
 void Connection::on_upstream_write() {
     if (state_ != State::Exchanging || !client_paused_) return;
     client_paused_ = false;
+    unwatch_client();
     bufferevent_setwatermark(upstream_, EV_WRITE, 0, 0);
     bufferevent_enable(client_, EV_READ);
     pump_request_body();
@@ -1014,6 +1036,7 @@ void Connection::on_relay_done(const char* reason, bool error) {
 
 void Connection::reply(const std::string& bytes, bool keep_alive) {
     bufferevent_write(client_, bytes.data(), bytes.size());
+    if (txn_.content_type.empty()) txn_.content_type = content_type_of(bytes);
     end_txn(txn_.error);
     bool can_continue = keep_alive && req_body_done_ && !client_eof_ && !draining_;
     if (can_continue) {
@@ -1027,7 +1050,8 @@ void Connection::reply_error(int status, const std::string& detail, bool may_kee
     LOG_DEBUG("c=%llu %s answered %d: %s", static_cast<unsigned long long>(id_),
               client_addr_.c_str(), status, detail.c_str());
     free_upstream();
-    if (!txn_open_) begin_txn();  // a head that never parsed (400, 408, 414, 431, 505)
+    if (!txn_open_) begin_txn();           // a head that never parsed (400, 408, 414, 431, 505)
+    txn_.kind = Transaction::Kind::Local;  // even after an allowed decision: no upstream answered
     txn_.status = status;
     txn_.error = detail;
     bool head_only = req_.method == "HEAD";
@@ -1075,6 +1099,35 @@ void Connection::abort_response() {
         return;
     }
     close_after_flush();
+}
+
+// ---- a paused client ----------------------------------------------------------------------
+
+// While the client's reads are paused (the upstream is slow to take the body), no read is
+// pending on its socket, so its reset would go unseen until the upstream drains or
+// response_timeout_ms passes. epoll cannot report it without a read or write interest (a reset
+// comes as EPOLLERR|EPOLLHUP, which libevent gives only to read and write events, and a read
+// event would fire at once for the bytes waiting), so a paused client is polled instead:
+// SO_ERROR every kPausedCheckMs, and only while it is paused.
+void Connection::watch_client() {
+    if (!client_watch_) {
+        client_watch_ = event_new(worker_.base(), -1, EV_PERSIST, client_watch_cb, this);
+        if (!client_watch_) return;  // out of memory: the response timeout still applies
+    }
+    timeval tv{0, kPausedCheckMs * 1000};
+    event_add(client_watch_, &tv);
+}
+
+void Connection::unwatch_client() {
+    if (client_watch_) event_del(client_watch_);
+}
+
+void Connection::on_client_check() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(bufferevent_getfd(client_), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+        finish(err == ECONNRESET ? "client reset mid-request" : "client connection error");
+    }
 }
 
 // ---- accounting ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // hallpass: parse the command line, load the config, run the server (or --check / --explain),
 // map the exit code.
 #include <event2/thread.h>
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -104,6 +105,10 @@ int run_explain(const std::string& path, const std::string& client, const std::s
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Large blocks (rule indexes and their build buffers: tens of MB) are mmapped and given back
+    // to the system when freed. Without a fixed threshold glibc raises it after the first such
+    // free, and later reloads' big vectors stay in the heap: the reload peak grows.
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     auto opts = parse_cli(argc, argv);
     if (!opts) {
         std::fprintf(stderr, "hallpass: %s\n", opts.error().to_string().c_str());

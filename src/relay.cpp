@@ -29,6 +29,12 @@ void on_event_cb(bufferevent*, short what, void* arg) {
     static_cast<Relay*>(arg)->on_event(Side, what);
 }
 
+void paused_check_cb(evutil_socket_t, short, void* arg) {
+    static_cast<Relay*>(arg)->on_paused_check();
+}
+
+constexpr int kPausedCheckMs = 500;
+
 }  // namespace
 
 int64_t loop_now_ms(bufferevent* bev) {
@@ -76,6 +82,10 @@ size_t read_more(bufferevent* bev, size_t room) {
 Relay::Relay(bufferevent* a, bufferevent* b, size_t high_water, Owner* owner)
     : bev_{a, b}, high_water_(high_water), owner_(owner) {}
 
+Relay::~Relay() {
+    if (paused_check_) event_free(paused_check_);
+}
+
 void Relay::start() {
     touch();
     bufferevent_setcb(bev_[0], on_read_cb<0>, on_write_cb<0>, on_event_cb<0>, this);
@@ -93,6 +103,23 @@ void Relay::start() {
 
 void Relay::stop() {
     for (bufferevent* bev : bev_) bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
+    if (paused_check_) event_del(paused_check_);
+}
+
+// A side whose reads are paused (its peer is slow to take the bytes) has no read pending, so
+// epoll would not report its reset until the peer drains; check its socket error meanwhile.
+void Relay::on_paused_check() {
+    for (int side = 0; side < 2; ++side) {
+        if (!paused_[side]) continue;
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(bufferevent_getfd(bev_[side]), SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+            err) {
+            done(side == 0 ? "client connection error" : "upstream connection error", true);
+            return;
+        }
+    }
+    if (!paused_[0] && !paused_[1]) event_del(paused_check_);
 }
 
 void Relay::touch() { last_activity_ms_ = loop_now_ms(bev_[0]); }
@@ -115,6 +142,14 @@ void Relay::pump(int from) {
         paused_[from] = true;
         bufferevent_disable(bev_[from], EV_READ);
         bufferevent_setwatermark(bev_[to], EV_WRITE, high_water_ / 2, 0);
+        if (!paused_check_) {
+            paused_check_ = event_new(bufferevent_get_base(bev_[from]), -1, EV_PERSIST,
+                                      paused_check_cb, this);
+        }
+        if (paused_check_ && !event_pending(paused_check_, EV_TIMEOUT, nullptr)) {
+            timeval tv{0, kPausedCheckMs * 1000};
+            event_add(paused_check_, &tv);
+        }
     }
 }
 

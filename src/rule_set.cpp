@@ -21,12 +21,34 @@ namespace {
 // the DFA does not run out and fall back to slow matching under load.
 constexpr int64_t kRe2SetMemory = 256 << 20;
 
-std::unique_ptr<RE2::Set> new_set(bool case_sensitive) {
+// The pattern indexes of a match, one vector per thread (reached only when a regex matched:
+// thread_local costs a TLS lookup per use).
+std::vector<int>& match_buffer() {
+    thread_local std::vector<int> hits;
+    return hits;
+}
+
+// One RE2::Set for a group of patterns (all host_regex or all url_regex entries, in rule order).
+Result<std::shared_ptr<const RE2::Set>> build_set(const std::vector<const RuleSpecEntry*>& patterns,
+                                                  bool case_sensitive, const char* what,
+                                                  const std::string& file) {
     RE2::Options options;
     options.set_log_errors(false);
     options.set_case_sensitive(case_sensitive);
     options.set_max_mem(kRe2SetMemory);
-    return std::make_unique<RE2::Set>(options, RE2::UNANCHORED);
+    auto set = std::make_shared<RE2::Set>(options, RE2::UNANCHORED);
+    for (const RuleSpecEntry* p : patterns) {
+        std::string error;
+        if (set->Add(p->text, &error) < 0) {
+            return Error{std::string("invalid ") + what + ": " + error, p->pos.file, p->pos.line,
+                         p->pos.col};
+        }
+    }
+    if (!set->Compile()) {
+        return Error{"the regular expressions do not fit in memory; use fewer or simpler ones",
+                     file};
+    }
+    return std::shared_ptr<const RE2::Set>(std::move(set));
 }
 
 ListFormat format_of(const std::string& text) {
@@ -55,7 +77,7 @@ std::shared_ptr<const RuleSet> RuleSet::allow_all() {
     return std::shared_ptr<const RuleSet>(new RuleSet());
 }
 
-Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec) {
+Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const RuleSet* previous) {
     std::shared_ptr<RuleSet> rs(new RuleSet());
     DomainIndex::Builder exact;
     DomainIndex::Builder suffix;
@@ -70,12 +92,13 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec) {
             if (users.empty() || users.back() != r) users.push_back(r);
         }
     }
-    // Reserving up front keeps the reload peak low (no vector doubling for a million names);
-    // about 20 bytes a line is typical of real lists.
+    // Reserving up front keeps the reload peak low (no vector doubling for a million names).
+    // Real lists average 17-20 bytes a line (plain domain lists ~17, hosts files more): estimate
+    // on the short side so the reserve is rarely outgrown.
     size_t expected = 0;
     for (size_t l = 0; l < spec.lists.size(); ++l) {
         std::error_code ec;
-        if (list_used[l]) expected += std::filesystem::file_size(spec.lists[l].path, ec) / 20;
+        if (list_used[l]) expected += std::filesystem::file_size(spec.lists[l].path, ec) / 17;
     }
     suffix.reserve(expected);
     for (size_t l = 0; l < spec.lists.size(); ++l) {
@@ -101,36 +124,39 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec) {
         rs->lists_.push_back(std::move(summary));
     }
 
+    std::vector<const RuleSpecEntry*> host_patterns, url_patterns;
     for (uint32_t r = 0; r < rules.size(); ++r) {
         const RuleSpec& rule = rules[r];
         for (const auto& h : rule.hosts) exact.add(h.text, r);
         for (const auto& d : rule.domains) suffix.add(d.text, r);
         for (uint32_t i = 0; i < rule.host_regex.size(); ++i) {
-            if (!rs->host_re_) rs->host_re_ = new_set(false);
-            std::string error;
-            if (rs->host_re_->Add(rule.host_regex[i].text, &error) < 0) {
-                const Position& p = rule.host_regex[i].pos;
-                return Error{"invalid host_regex: " + error, p.file, p.line, p.col};
-            }
+            host_patterns.push_back(&rule.host_regex[i]);
+            rs->host_re_patterns_.push_back(rule.host_regex[i].text);
             rs->host_re_entry_.emplace_back(r, i);
         }
         for (uint32_t i = 0; i < rule.url_regex.size(); ++i) {
-            if (!rs->url_re_) rs->url_re_ = new_set(true);
-            std::string error;
-            if (rs->url_re_->Add(rule.url_regex[i].text, &error) < 0) {
-                const Position& p = rule.url_regex[i].pos;
-                return Error{"invalid url_regex: " + error, p.file, p.line, p.col};
-            }
+            url_patterns.push_back(&rule.url_regex[i]);
+            rs->url_re_patterns_.push_back(rule.url_regex[i].text);
             rs->url_re_entry_.emplace_back(r, i);
         }
         if (!rule.has_destination()) rs->always_.push_back(r);
         if (rule.has_dest_nets) rs->dest_nets_.push_back(r);
     }
-    for (auto* set : {rs->host_re_.get(), rs->url_re_.get()}) {
-        if (set && !set->Compile()) {
-            return Error{"the regular expressions do not fit in memory; use fewer or simpler ones",
-                         spec.file};
-        }
+    if (!rs->host_re_entry_.empty()) rs->host_re_first_rule_ = rs->host_re_entry_.front().first;
+    if (!rs->url_re_entry_.empty()) rs->url_re_first_rule_ = rs->url_re_entry_.front().first;
+    if (previous && previous->host_re_patterns_ == rs->host_re_patterns_) {
+        rs->host_re_ = previous->host_re_;
+    } else if (!host_patterns.empty()) {
+        auto set = build_set(host_patterns, false, "host_regex", spec.file);
+        if (!set) return set.error();
+        rs->host_re_ = std::move(*set);
+    }
+    if (previous && previous->url_re_patterns_ == rs->url_re_patterns_) {
+        rs->url_re_ = previous->url_re_;
+    } else if (!url_patterns.empty()) {
+        auto set = build_set(url_patterns, true, "url_regex", spec.file);
+        if (!set) return set.error();
+        rs->url_re_ = std::move(*set);
     }
     rs->exact_ = std::move(exact).build();
     rs->suffix_ = std::move(suffix).build();
@@ -156,8 +182,11 @@ bool RuleSet::rule_holds(uint32_t r, const RequestFacts& facts) const {
 // Calls fn(rule, kind, entry) for every rule a destination condition matches: `kind` names the
 // condition; `entry` is the index of the entry in that condition (or the list index for lists,
 // with the matched name in `name`). Rules may be reported several times and in any order.
+// The regex groups are skipped when all their rules come at or after `bound` (decide() passes
+// the best rule found so far: such matches could not change the answer).
 template <class Fn>
-void RuleSet::for_each_destination_match(const RequestFacts& facts, Fn&& fn) const {
+void RuleSet::for_each_destination_match(const RequestFacts& facts, const uint32_t& bound,
+                                         Fn&& fn) const {
     exact_.for_each_exact(facts.host,
                           [&](uint32_t id, std::string_view name) { fn(id, "hosts", name, 0u); });
     suffix_.for_each_suffix(facts.host, [&](uint32_t id, std::string_view name) {
@@ -167,9 +196,10 @@ void RuleSet::for_each_destination_match(const RequestFacts& facts, Fn&& fn) con
             for (uint32_t r : list_rules_[id - kListBase]) fn(r, "lists", name, id - kListBase);
         }
     });
-    // RE2::Set::Match fills a vector; one per thread avoids an allocation per request.
-    thread_local std::vector<int> hits;
-    if (host_re_) {
+    // RE2::Set::Match with a vector allocates (a match set) and cannot stop at the first match;
+    // most hosts match no pattern, so the cheap yes/no question comes first.
+    if (host_re_ && host_re_first_rule_ < bound && host_re_->Match(facts.host, nullptr)) {
+        std::vector<int>& hits = match_buffer();
         hits.clear();
         if (host_re_->Match(facts.host, &hits)) {
             for (int i : hits) {
@@ -178,7 +208,9 @@ void RuleSet::for_each_destination_match(const RequestFacts& facts, Fn&& fn) con
             }
         }
     }
-    if (url_re_ && !facts.url.empty()) {
+    if (url_re_ && url_re_first_rule_ < bound && !facts.url.empty() &&
+        url_re_->Match(facts.url, nullptr)) {
+        std::vector<int>& hits = match_buffer();
         hits.clear();
         if (url_re_->Match(facts.url, &hits)) {
             for (int i : hits) {
@@ -206,9 +238,10 @@ Decision RuleSet::decide(const RequestFacts& facts) const {
             break;
         }
     }
-    for_each_destination_match(facts, [&](uint32_t r, const char*, std::string_view, uint32_t) {
-        if (r < best && rule_holds(r, facts)) best = r;
-    });
+    for_each_destination_match(facts, best,
+                               [&](uint32_t r, const char*, std::string_view, uint32_t) {
+                                   if (r < best && rule_holds(r, facts)) best = r;
+                               });
     if (best == UINT32_MAX) return Decision{spec_.default_action, -1};
     return Decision{spec_.rules[best].action, static_cast<int>(best)};
 }
@@ -232,8 +265,9 @@ Explanation RuleSet::explain(const RequestFacts& facts) const {
         return ex;
     }
     bool found = false;
+    const uint32_t no_bound = UINT32_MAX;
     for_each_destination_match(
-        facts, [&](uint32_t hit, const char* kind, std::string_view name, uint32_t entry) {
+        facts, no_bound, [&](uint32_t hit, const char* kind, std::string_view name, uint32_t entry) {
             if (found || hit != r) return;
             found = true;
             ex.condition = kind;

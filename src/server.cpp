@@ -15,6 +15,7 @@
 #include <cstring>
 #include <thread>
 
+#include "hallpass/access_log.h"
 #include "hallpass/admin.h"
 #include "hallpass/dns.h"
 #include "hallpass/log.h"
@@ -68,7 +69,8 @@ struct SignalContext {
     std::vector<std::unique_ptr<Worker>>* workers;
     event_base* base;
     int grace_ms;
-    Reloader* reloader;  // null without a rules file
+    Reloader* reloader;     // null without a rules file
+    AccessLog* access_log;  // null when off
     int stops = 0;
 };
 
@@ -89,7 +91,12 @@ void on_signal(evutil_socket_t sig, short, void* arg) {
             LOG_INFO("SIGHUP: no rules file was given (-c), nothing to reload");
         }
     } else if (sig == SIGUSR1) {
-        LOG_INFO("SIGUSR1: no log file to reopen in this version");
+        if (ctx->access_log) {
+            LOG_INFO("SIGUSR1: reopening the access log %s", ctx->access_log->path().c_str());
+            ctx->access_log->reopen();  // the writer thread does it, after what it holds
+        } else {
+            LOG_INFO("SIGUSR1: no access log file to reopen");
+        }
     }
 }
 
@@ -134,6 +141,17 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     s->stats_ = std::make_unique<Stats>(std::move(stats_options));
     s->shared_->sinks.push_back(s->stats_.get());
     s->shared_->stats = s->stats_.get();
+
+    if (s->cfg_.access_log.enabled()) {
+        AccessLog::Options options;
+        options.path = s->cfg_.access_log.path;
+        options.format = s->cfg_.access_log.format;
+        options.workers = threads;
+        auto log = AccessLog::open(std::move(options));
+        if (!log) return log.error();
+        s->access_log_ = std::move(*log);
+        s->shared_->sinks.push_back(s->access_log_.get());
+    }
 
     // fds[worker] = that worker's sockets, one per listen address.
     std::vector<std::vector<int>> fds(threads);
@@ -218,7 +236,7 @@ int Server::run() {
             },
             [this](bool ok, const std::string& message) { stats_->note_reload(ok, message); });
     }
-    SignalContext ctx{&workers_, base, cfg_.shutdown_grace_ms, reloader.get()};
+    SignalContext ctx{&workers_, base, cfg_.shutdown_grace_ms, reloader.get(), access_log_.get()};
     std::vector<event*> signals;
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
         event* ev = evsignal_new(base, sig, on_signal, &ctx);
@@ -233,6 +251,12 @@ int Server::run() {
     event_base_dispatch(base);
     reloader.reset();  // finishes a reload in progress; no refresh reaches a stopped worker
     for (auto& w : workers_) w->join();
+    if (access_log_) {
+        access_log_->stop();  // every worker has stopped: this writes their last lines
+        LOG_INFO("access log: %llu lines written, %llu dropped",
+                 static_cast<unsigned long long>(access_log_->written()),
+                 static_cast<unsigned long long>(access_log_->dropped()));
+    }
     admin_.reset();
     for (event* ev : signals) event_free(ev);
     event_base_free(base);

@@ -15,6 +15,16 @@
 
 namespace hallpass {
 
+// server.access_log: where the access log goes (one line per request and per tunnel) and how.
+struct AccessLogConfig {
+    enum class Format { Squid, Json };
+    std::string path;  // "" = off (the default), "-" = stdout, else a file (resolved against
+                       // the directory of the rules file when relative)
+    Format format = Format::Squid;
+    bool enabled() const { return !path.empty(); }
+    bool operator==(const AccessLogConfig&) const = default;
+};
+
 struct ServerConfig {
     std::vector<std::string> listen = {"0.0.0.0:12345"};  // ADDR:PORT, [v6]:PORT
     int threads = 0;                                      // worker threads; 0 = number of cores
@@ -59,6 +69,7 @@ struct ServerConfig {
     std::string
         block_page;  // HTML template for blocked requests ("" = built-in); rule_set reads it
 
+    AccessLogConfig access_log;  // off unless configured
     // The admin listener (/metrics, /stats.json, the dashboard): ADDR:PORT, or "off". Anyone who
     // can reach it reads the statistics (hosts, client addresses), so it stays on loopback
     // unless the admin binds it elsewhere on purpose.

@@ -69,6 +69,7 @@ class Connection final : public Relay::Owner {
     void on_upstream_write();
     void on_upstream_event(short what);
     void on_timer();
+    void on_client_check();
 
   private:
     void set_state(State next);
@@ -110,6 +111,8 @@ class Connection final : public Relay::Owner {
     // never parsed is answered), closed exactly once when the request ends, then handed to the
     // worker's sinks.
     void begin_txn();
+    void watch_client();
+    void unwatch_client();
     void end_txn(const std::string& error);
 
     // Local answers and closing
@@ -126,6 +129,7 @@ class Connection final : public Relay::Owner {
     bufferevent* client_ = nullptr;
     bufferevent* upstream_ = nullptr;
     event* timer_ = nullptr;
+    event* client_watch_ = nullptr;  // checks the client for a reset while its reads are paused
     uint64_t dns_ticket_ = 0;
     std::unique_ptr<Relay> relay_;
     int64_t last_activity_ms_ = 0;

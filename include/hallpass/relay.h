@@ -8,6 +8,7 @@
 #include <cstdint>
 
 struct bufferevent;
+struct event;
 
 namespace hallpass {
 
@@ -24,6 +25,7 @@ class Relay {
     };
 
     Relay(bufferevent* a, bufferevent* b, size_t high_water, Owner* owner);
+    ~Relay();
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;
 
@@ -42,6 +44,7 @@ class Relay {
     void on_readable(int side);
     void on_writable(int side);
     void on_event(int side, short what);
+    void on_paused_check();
 
   private:
     void pump(int from);
@@ -58,6 +61,8 @@ class Relay {
     uint64_t moved_[2] = {0, 0};
     int64_t last_activity_ms_ = 0;
     bool done_ = false;
+    // While a side's reads are paused nothing would see its reset: polled (SO_ERROR).
+    event* paused_check_ = nullptr;
 };
 
 // The current time of `bev`'s event loop in milliseconds (cached by the loop, cheap).

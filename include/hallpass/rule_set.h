@@ -57,8 +57,11 @@ struct ListSummary {
 class RuleSet {
   public:
     // Loads every list file and compiles. Errors (an unreadable list, RE2 sets that do not fit)
-    // carry the position of what caused them.
-    static Result<std::shared_ptr<const RuleSet>> compile(RulesSpec spec);
+    // carry the position of what caused them. `previous` is the set in force when reloading: a
+    // regex group (host_regex, url_regex) whose patterns are unchanged is shared with it, not
+    // recompiled, so the DFA RE2 built lazily for past requests stays warm across the reload.
+    static Result<std::shared_ptr<const RuleSet>> compile(RulesSpec spec,
+                                                          const RuleSet* previous = nullptr);
     // A rule set with no rules and default allow (no rules file).
     static std::shared_ptr<const RuleSet> allow_all();
 
@@ -74,6 +77,10 @@ class RuleSet {
     size_t rule_count() const { return spec_.rules.size(); }
     size_t group_count() const { return spec_.groups.size(); }
     const std::vector<ListSummary>& lists() const { return lists_; }
+    // True when a regex group of this set is shared with `other`'s (see compile()).
+    bool regexes_shared_with(const RuleSet& other) const {
+        return (host_re_ && host_re_ == other.host_re_) || (url_re_ && url_re_ == other.url_re_);
+    }
     size_t entry_count() const;   // names in all indexes
     size_t memory_bytes() const;  // of the indexes
     const std::string& file() const { return spec_.file; }
@@ -82,7 +89,8 @@ class RuleSet {
     RuleSet() = default;
     bool rule_holds(uint32_t rule, const RequestFacts& facts) const;
     template <class Fn>
-    void for_each_destination_match(const RequestFacts& facts, Fn&& fn) const;
+    void for_each_destination_match(const RequestFacts& facts, const uint32_t& bound,
+                                    Fn&& fn) const;
 
     static constexpr uint32_t kListBase = 1u << 30;  // suffix-index set ids >= this are lists
 
@@ -91,11 +99,15 @@ class RuleSet {
     DomainIndex exact_;   // hosts: entries -> rule index
     DomainIndex suffix_;  // domains: entries -> rule index; list entries -> kListBase + list
     std::vector<std::vector<uint32_t>> list_rules_;  // list -> rules that use it (ascending)
-    std::unique_ptr<RE2::Set> host_re_;
-    std::vector<uint32_t> host_re_rule_;                        // pattern index -> rule
+    // Regex groups: RE2::Set::Match is thread-safe; a set may be shared with the next snapshot.
+    std::shared_ptr<const RE2::Set> host_re_;
+    std::vector<std::string> host_re_patterns_;                 // in the set's order
     std::vector<std::pair<uint32_t, uint32_t>> host_re_entry_;  // pattern -> (rule, entry index)
-    std::unique_ptr<RE2::Set> url_re_;
+    std::shared_ptr<const RE2::Set> url_re_;
+    std::vector<std::string> url_re_patterns_;
     std::vector<std::pair<uint32_t, uint32_t>> url_re_entry_;
+    uint32_t host_re_first_rule_ = UINT32_MAX;  // lowest rule with a host_regex
+    uint32_t url_re_first_rule_ = UINT32_MAX;
     std::vector<uint32_t> always_;     // rules with no destination condition (ascending)
     std::vector<uint32_t> dest_nets_;  // rules with dest_nets (ascending)
     std::string block_page_;

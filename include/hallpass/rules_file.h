@@ -19,7 +19,8 @@ struct LoadedRules {
     long rss_delta_kib = 0;  // process RSS growth while loading (approximate)
 };
 
-Result<LoadedRules> load_rules_file(const std::string& path);
+// `previous`: the rule set in force when reloading (see RuleSet::compile), or null.
+Result<LoadedRules> load_rules_file(const std::string& path, const RuleSet* previous = nullptr);
 
 // Current resident set size of this process in KiB (VmRSS), or 0.
 long current_rss_kib();

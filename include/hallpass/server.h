@@ -1,6 +1,7 @@
 // The server: binds the listening sockets (one SO_REUSEPORT socket per worker and address),
-// starts the workers, and handles signals on the main thread (TERM/INT: graceful stop; HUP and
-// USR1 are caught so they never kill the process). Returns the process exit code.
+// starts the workers, and handles signals on the main thread (TERM/INT: graceful stop, then the
+// access log is flushed; HUP: reload the rules; USR1: reopen the access log). Returns the
+// process exit code.
 #pragma once
 
 #include <memory>
@@ -11,6 +12,7 @@
 
 namespace hallpass {
 
+class AccessLog;
 class AdminServer;
 class Stats;
 class Worker;
@@ -22,9 +24,9 @@ class RuleStore;
 class Server {
   public:
     // Binds every address of cfg.listen and prepares cfg.threads workers (0 = one per core).
-    // Errors: an address in use or not available, a hosts file that cannot be read. Requests are
-    // decided by `rules`'s current snapshot; SIGHUP reloads `rules_path` ("" = no file: SIGHUP
-    // only logs).
+    // Errors: an address in use or not available, a hosts file or an access log that cannot be
+    // opened. Requests are decided by `rules`'s current snapshot; SIGHUP reloads `rules_path`
+    // ("" = no file: SIGHUP only logs).
     static Result<std::unique_ptr<Server>> create(ServerConfig cfg,
                                                   std::shared_ptr<RuleStore> rules,
                                                   std::string rules_path);
@@ -44,6 +46,7 @@ class Server {
     std::unique_ptr<SharedState> shared_;
     std::shared_ptr<RuleStore> rules_;
     std::string rules_path_;
+    std::unique_ptr<AccessLog> access_log_;  // null when off; outlives the workers
     std::unique_ptr<Stats> stats_;  // before workers_ and admin_, which use it
     std::vector<std::unique_ptr<Worker>> workers_;
     std::unique_ptr<AdminServer> admin_;

@@ -328,11 +328,10 @@ TEST_CASE("faults: stalled upstreams do not delay other exchanges on the same wo
     for (auto& c : waiting) CHECK(c->buffer().empty());
 }
 
-// Skipped: a known bug, not yet fixed (see the issue note). While the client's reads are paused
-// for backpressure (the upstream is slow to take an upload), nothing watches the client socket,
-// so its reset is only noticed at response_timeout_ms.
-TEST_CASE("faults: a client reset while its side is paused for backpressure is noticed" *
-          doctest::skip()) {
+// While the client's reads are paused for backpressure (the upstream is slow to take an upload)
+// no read is pending on its socket; its reset must still be noticed long before
+// response_timeout_ms (hallpass polls a paused client's socket error).
+TEST_CASE("faults: a client reset while its side is paused for backpressure is noticed") {
     TempDir dir;
     ScriptedOrigin ok;
     HallpassOptions o;
@@ -383,6 +382,39 @@ TEST_CASE("faults: a client reset while its side is paused for backpressure is n
                 5s),
             "the connection (and its upstream) stayed open after the paused client reset; "
             "response_timeout_ms is 30000");
+        CHECK(probe(proxy.port(), ok.port(), "/") == 200);
+    }
+    SUBCASE("tunnel: the upstream stopped reading, then the client resets") {
+        ScriptedOrigin stall({ScriptedOrigin::Mode::Stall});
+        HallpassOptions t = o;
+        t.server_yaml += "\nconnect_ports: [" + std::to_string(stall.port()) + "]";
+        Hallpass proxy(dir, t);
+        RawClient c(proxy.port());
+        c.send(connect_request("127.0.0.1:" + std::to_string(stall.port())));
+        auto established = c.read_response(5s, true);
+        REQUIRE(established);
+        REQUIRE(established->status == 200);
+        std::string piece(1 << 20, 'u');
+        size_t sent = 0;
+        while (sent < (256u << 20)) {
+            size_t n = c.send_some(piece, 1s);
+            sent += n;
+            if (n < piece.size()) break;  // the proxy paused reading the client
+        }
+        REQUIRE(sent < (256u << 20));
+        auto lines = lines_with(proxy.stderr_text(), " CONNECT 127.0.0.1:");
+        REQUIRE(lines.size() == 1);
+        const std::string closed = "c=" + connection_id(lines[0]) + " 127.0.0.1:";
+        c.reset();
+        CHECK_MESSAGE(
+            wait_until(
+                [&] {
+                    for (const auto& l : lines_with(proxy.stderr_text(), " closed: "))
+                        if (contains(l, closed)) return true;
+                    return false;
+                },
+                5s),
+            "the tunnel stayed open after the paused client reset");
         CHECK(probe(proxy.port(), ok.port(), "/") == 200);
     }
 }

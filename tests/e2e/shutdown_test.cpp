@@ -41,7 +41,9 @@ TEST_CASE("shutdown: SIGTERM lets an in-flight download finish, refuses new clie
     CHECK(r->status == 200);
     CHECK(r->body.size() == body.size());
     CHECK(r->body == body);
-    CHECK(since(start) >= 1s);  // the download really was in flight when the signal came
+    // The download really was in flight when the signal came (about 2 s at 100 KiB/s; nginx
+    // sends the first part at once, so allow for that).
+    CHECK(since(start) >= 500ms);
 
     auto status = proxy.process().wait_for(5s);
     REQUIRE_MESSAGE(status, "hallpass still running 5 s after its last exchange ended");

@@ -80,6 +80,15 @@ TEST_CASE("config: errors carry file:line:col and a did-you-mean") {
         {"server:\n  allowed_clients: [10.0.0.1/8]\n",
          "rules.yaml:2:21: allowed_clients: \"10.0.0.1/8\" has host bits set"},
         {"server:\n  http_ports: 80\n", "rules.yaml:2:15: \"http_ports\" must be a list of ports"},
+        {"server:\n  access_log: {path: a.log, format: xml}\n",
+         "rules.yaml:2:37: \"access_log.format\" must be squid or json, got \"xml\""},
+        {"server:\n  access_log: {format: json}\n",
+         "rules.yaml:2:15: \"access_log\" needs a path: a file, \"-\" for stdout, or off"},
+        {"server:\n  access_log: {path: a.log, fromat: json}\n",
+         "rules.yaml:2:29: unknown key \"fromat\" in access_log (did you mean \"format\"?)"},
+        {"server:\n  access_log: -\n", "rules.yaml:2:15: yaml syntax error"},  // "-" needs quotes
+        {"server:\n  access_log: [a.log]\n", "rules.yaml:2:15: \"access_log\" must be off, -, a"},
+        {"server:\n  access_log: \"\"\n", "rules.yaml:2:15: \"access_log\" path is empty"},
         {"server:\n  admin: yes-please\n",
          "rules.yaml:2:10: admin: bad address \"yes-please\": expected ADDR:PORT (IPv6 as "
          "[ADDR]:PORT) (or \"off\")"},
@@ -91,6 +100,38 @@ TEST_CASE("config: errors carry file:line:col and a did-you-mean") {
             auto cfg = parse_server_config(row.yaml, "rules.yaml");
             REQUIRE_FALSE(cfg.ok());
             CHECK(cfg.error().to_string().starts_with(row.expected));
+        }
+    }
+}
+
+TEST_CASE("config: access_log forms") {
+    using Format = AccessLogConfig::Format;
+    struct Row {
+        const char* yaml;
+        const char* path;
+        Format format;
+    };
+    const Row rows[] = {
+        {"", "", Format::Squid},  // off by default
+        {"server:\n  access_log: off\n", "", Format::Squid},
+        {"server:\n  access_log: \"-\"\n", "-", Format::Squid},
+        {"server:\n  access_log: /var/log/hallpass/access.log\n", "/var/log/hallpass/access.log",
+         Format::Squid},
+        {"server:\n  access_log: access.log\n", "/etc/hallpass/access.log", Format::Squid},
+        {"server:\n  access_log: {path: logs/a.json, format: json}\n", "/etc/hallpass/logs/a.json",
+         Format::Json},
+        {"server:\n  access_log: {path: \"-\", format: json}\n", "-", Format::Json},
+        {"server:\n  access_log: {path: off, format: json}\n", "", Format::Json},
+        {"server:\n  access_log: {path: /a.log, format: squid}\n", "/a.log", Format::Squid},
+    };
+    for (const Row& row : rows) {
+        SUBCASE(row.yaml) {
+            auto cfg = parse_server_config(row.yaml, "/etc/hallpass/rules.yaml");
+            INFO((cfg.ok() ? std::string() : cfg.error().to_string()));
+            REQUIRE(cfg.ok());
+            CHECK(cfg->access_log.path == row.path);
+            CHECK(cfg->access_log.format == row.format);
+            CHECK(cfg->access_log.enabled() == (row.path[0] != '\0'));
         }
     }
 }

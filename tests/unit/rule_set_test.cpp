@@ -203,3 +203,68 @@ TEST_CASE("rule_set: block page fills the template and escapes values") {
     std::string head = make_block_response("", "h", "r", "c", "", true, true);
     CHECK(head.ends_with("\r\n\r\n"));
 }
+
+TEST_CASE("rule_set: a reload keeps unchanged regex sets (warm DFA) and maps them to new rules") {
+    Rules before(kExample, {{"ads.txt", kAds}});
+    // A new rule inserted first shifts every rule index; the patterns stay the same.
+    std::string changed = kExample;
+    changed.replace(changed.find("rules:\n"), 7,
+                    "rules:\n  - name: new-first\n    action: block\n    hosts: [new.example]\n");
+    std::ofstream(before.dir / "rules2.yaml") << changed;
+    auto reloaded = load_rules_file((before.dir / "rules2.yaml").string(), before.set.get());
+    REQUIRE(reloaded.ok());
+    const RuleSet& next = *reloaded->rules;
+    CHECK(next.regexes_shared_with(*before.set));
+    auto decide = [&](const char* host, const char* url) {
+        auto c = canonicalize_host(host);
+        RequestFacts f{*IpAddr::parse("192.168.1.70"), c->host, c->kind, 80, url};
+        Decision d = next.decide(f);
+        return d.rule < 0 ? std::string("default") : next.rule_name(d.rule);
+    };
+    CHECK(decide("casino7.example.com", "") == "kids-social");
+    CHECK(decide("plain.example.com", "http://plain.example.com/ads/x") == "kids-social");
+    CHECK(decide("new.example", "") == "new-first");
+
+    // A changed pattern compiles a new set; an unchanged group is still shared.
+    std::string other = kExample;
+    other.replace(other.find("casino"), 6, "poker");
+    std::ofstream(before.dir / "rules3.yaml") << other;
+    auto third = load_rules_file((before.dir / "rules3.yaml").string(), before.set.get());
+    REQUIRE(third.ok());
+    CHECK(third->rules->regexes_shared_with(*before.set));  // url_regex unchanged
+    auto c = canonicalize_host("poker1.example.com");
+    RequestFacts f{*IpAddr::parse("192.168.1.70"), c->host, c->kind, 80, ""};
+    CHECK(third->rules->decide(f).action == Action::Block);
+    auto fresh = load_rules_file((before.dir / "rules.yaml").string());
+    REQUIRE(fresh.ok());
+    CHECK_FALSE(fresh->rules->regexes_shared_with(*before.set));
+}
+
+TEST_CASE("rule_set: regex groups are consulted only when they can still win, in file order") {
+    Rules r(R"(rules:
+  - name: regex-first
+    action: allow
+    host_regex: ['^early\.']
+  - name: domain
+    action: block
+    domains: [example.com]
+  - name: regex-late
+    action: allow
+    host_regex: ['casino']
+    url_regex: ['/late/']
+  - name: kids-only-domain
+    action: block
+    clients: [10.0.0.0/8]
+    domains: [casino.example.org]
+)");
+    // A host regex earlier than the domain rule still wins.
+    CHECK(r.decide("192.168.1.2", "early.example.com") == "regex-first:allow");
+    // The domain rule comes before every later regex: the later regexes cannot change this.
+    CHECK(r.decide("192.168.1.2", "casino.example.com", 80, "http://casino.example.com/late/") ==
+          "domain:block");
+    // A domain rule whose clients do not hold does not bound the search.
+    CHECK(r.decide("192.168.1.2", "casino.example.org") == "regex-late:allow");
+    CHECK(r.decide("192.168.1.2", "x.example.org", 80, "http://x.example.org/late/") ==
+          "regex-late:allow");
+    CHECK(r.decide("10.1.2.3", "casino.example.org") == "regex-late:allow");
+}
