@@ -230,6 +230,7 @@ start_hallpass() {
     shift
     cat >"$BENCH_TMP/$tag.yaml" <<EOF
 server:
+  admin: "off"  # several instances run at once; the default admin port would clash
   connect_ports: [$TLS_PORT]
   max_connections: 20000
   max_connections_per_client: 20000

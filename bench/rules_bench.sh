@@ -156,7 +156,7 @@ EOF
 # (beside the lists, whose paths are relative to it).
 start_hallpass() {
     local tag=$1 rules=$2 conf="$TMP/in/$1.yaml" i
-    printf 'server:\n  max_connections: 20000\n' >"$conf"
+    printf 'server:\n  admin: "off"\n  max_connections: 20000\n' >"$conf"
     [ "$rules" = none ] || cat "$TMP/in/$rules" >>"$conf"
     start_bg "$tag" "$BUILD_DIR/src/hallpass" -c "$conf" --listen 127.0.0.1:0 --threads "$(nproc)"
     HP_PID=$START_PID
@@ -433,7 +433,7 @@ step_proxy_callgrind() {
             full) rules=rules-full.yaml ;;
         esac
         conf=$TMP/in/cg-$name.yaml
-        { printf 'server:\n  max_connections: 20000\n'; cat "$TMP/in/$rules"; } >"$conf"
+        { printf 'server:\n  admin: "off"\n  max_connections: 20000\n'; cat "$TMP/in/$rules"; } >"$conf"
         start_bg "cg-$name" valgrind --tool=callgrind --instr-atstart=no \
             --callgrind-out-file="$TMP/cg-$name.out" "$BUILD_DIR/src/hallpass" -c "$conf" \
             --listen 127.0.0.1:0 --threads 1

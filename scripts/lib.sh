@@ -2,7 +2,7 @@
 # Sourced, not run. Everything comes from Debian's packages.
 
 BUILD_PACKAGES=(g++ meson ninja-build pkg-config libevent-dev libyaml-cpp-dev libre2-dev
-                libidn2-dev doctest-dev libxxhash-dev)
+                libidn2-dev doctest-dev libxxhash-dev python3)
 TEST_PACKAGES=(curl nginx libnginx-mod-http-echo openssl chromium goaccess)
 # scripts/fuzz: clang, and libFuzzer's runtime (Debian ships it with compiler-rt).
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
