@@ -19,7 +19,7 @@ Transaction txn(std::string host, Transaction::Kind kind = Transaction::Kind::Re
     t.kind = kind;
     t.host = std::move(host);
     t.client = *IpAddr::parse(client);
-    t.start_unix_ms = unix_now_ms();
+    t.start_unix_ms = unix_now_ms() - elapsed_ms;  // it has ended by now, as a real record
     t.elapsed_ms = elapsed_ms;
     t.status = kind == Transaction::Kind::Blocked ? 403 : 200;
     t.rule = kind == Transaction::Kind::Blocked ? "block-social" : "default";
