@@ -1127,8 +1127,11 @@ Hallpass::~Hallpass() {
     // A sanitizer build reports some errors (UBSan) without aborting: fail the test on them.
     std::string log = stderr_text();
     for (const char* marker : {"runtime error:", "AddressSanitizer", "LeakSanitizer"}) {
-        if (auto lines = lines_with(log, marker); !lines.empty()) {
-            FAIL_CHECK("hallpass sanitizer report: " << lines[0]);
+        if (size_t at = log.find(marker); at != std::string::npos) {
+            // The report with its stack (UBSan's print_stacktrace), not just its first line.
+            size_t from = log.rfind('\n', at);
+            from = from == std::string::npos ? 0 : from + 1;
+            FAIL_CHECK("hallpass sanitizer report:\n" << log.substr(from, 6000));
             break;
         }
     }
