@@ -109,6 +109,10 @@ int main(int argc, char** argv) {
     // to the system when freed. Without a fixed threshold glibc raises it after the first such
     // free, and later reloads' big vectors stay in the heap: the reload peak grows.
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    // Fixing the mmap threshold also fixes the trim threshold at 128 KiB, and then every 256 KiB
+    // relay buffer freed at the top of a worker's heap is given back and faulted in again: tunnel
+    // downloads lost ~25 % (bench/run). The reloader trims explicitly after each reload instead.
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     auto opts = parse_cli(argc, argv);
     if (!opts) {
         std::fprintf(stderr, "hallpass: %s\n", opts.error().to_string().c_str());
