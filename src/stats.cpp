@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <map>
 
+#include "hallpass/json_text.h"
+
 namespace hallpass {
 namespace {
 
@@ -432,36 +434,9 @@ std::string escape_label_value(std::string_view text) {
 }
 
 std::string escape_json(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (unsigned char c : text) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20 || c == 0x7f) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += static_cast<char>(c);  // UTF-8 passes through; host names are ASCII
-                }
-        }
-    }
-    return out;
+    std::string quoted;
+    append_json_string(quoted, text);
+    return quoted.substr(1, quoted.size() - 2);
 }
 
 namespace {
@@ -607,11 +582,7 @@ void json_key(std::string& out, std::string_view key) {
     out += "\":";
 }
 
-void json_string(std::string& out, std::string_view text) {
-    out += '"';
-    out += escape_json(text);
-    out += '"';
-}
+void json_string(std::string& out, std::string_view text) { append_json_string(out, text); }
 
 void json_top(std::string& out, std::string_view key, const std::vector<TopEntry>& list) {
     json_key(out, key);

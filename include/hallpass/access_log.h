@@ -17,6 +17,7 @@
 
 #include "hallpass/config.h"
 #include "hallpass/error.h"
+#include "hallpass/json_text.h"  // append_json_string (tests use it through this header)
 #include "hallpass/transaction.h"
 
 namespace hallpass {
@@ -33,9 +34,6 @@ const char* squid_code(const Transaction& txn);
 // not valid UTF-8 become \u00XX, i.e. read as Latin-1); unknown values are null.
 std::string format_json(const Transaction& txn);
 void append_json(std::string& out, const Transaction& txn);
-
-// Appends `text` as a JSON string literal (with quotes). Exposed for tests.
-void append_json_string(std::string& out, std::string_view text);
 
 class AccessLog : public TransactionSink {
   public:
