@@ -25,6 +25,26 @@ std::string connect_request(std::string_view authority) {
            "\r\n\r\n";
 }
 
+// Sends 1 MiB pieces until the proxy stops taking them (it paused reading the client), or
+// 256 MiB went in; returns the bytes sent.
+size_t push_until_paused(RawClient& c) {
+    const std::string piece(1 << 20, 'u');
+    size_t sent = 0;
+    while (sent < (256u << 20)) {
+        size_t n = c.send_some(piece, 1s);
+        sent += n;
+        if (n < piece.size()) break;
+    }
+    return sent;
+}
+
+// True when hallpass's log has a "closed" line for the connection `prefix` ("c=ID ADDR").
+bool logged_closed(const Hallpass& proxy, const std::string& prefix) {
+    for (const auto& l : lines_with(proxy.stderr_text(), " closed: "))
+        if (contains(l, prefix)) return true;
+    return false;
+}
+
 std::string post_head(uint16_t port, std::string_view framing) {
     std::string authority = "127.0.0.1:" + std::to_string(port);
     return "POST http://" + authority + "/up HTTP/1.1\r\nHost: " + authority + "\r\n" +
@@ -358,14 +378,7 @@ TEST_CASE("faults: a client reset while its side is paused for backpressure is n
         Hallpass proxy(dir, o);
         RawClient c(proxy.port());
         c.send(post_head(stall.port(), "Content-Length: 1073741824\r\n"));
-        std::string piece(1 << 20, 'u');
-        size_t sent = 0;
-        while (sent < (256u << 20)) {
-            size_t n = c.send_some(piece, 1s);
-            sent += n;
-            if (n < piece.size()) break;  // the proxy paused reading the client
-        }
-        REQUIRE(sent < (256u << 20));
+        REQUIRE(push_until_paused(c) < (256u << 20));
         auto lines = lines_with(proxy.stderr_text(), " POST http://127.0.0.1:");
         REQUIRE(lines.size() == 1);
         const std::string closed = "c=" + connection_id(lines[0]) + " 127.0.0.1:";
@@ -373,13 +386,7 @@ TEST_CASE("faults: a client reset while its side is paused for backpressure is n
         // The origin cannot be asked: hallpass's FIN waits behind bytes the origin never reads.
         // hallpass's own log says when it let the connection go.
         CHECK_MESSAGE(
-            wait_until(
-                [&] {
-                    for (const auto& l : lines_with(proxy.stderr_text(), " closed: "))
-                        if (contains(l, closed)) return true;
-                    return false;
-                },
-                5s),
+            wait_until([&] { return logged_closed(proxy, closed); }, 5s),
             "the connection (and its upstream) stayed open after the paused client reset; "
             "response_timeout_ms is 30000");
         CHECK(probe(proxy.port(), ok.port(), "/") == 200);
@@ -394,26 +401,13 @@ TEST_CASE("faults: a client reset while its side is paused for backpressure is n
         auto established = c.read_response(5s, true);
         REQUIRE(established);
         REQUIRE(established->status == 200);
-        std::string piece(1 << 20, 'u');
-        size_t sent = 0;
-        while (sent < (256u << 20)) {
-            size_t n = c.send_some(piece, 1s);
-            sent += n;
-            if (n < piece.size()) break;  // the proxy paused reading the client
-        }
-        REQUIRE(sent < (256u << 20));
+        REQUIRE(push_until_paused(c) < (256u << 20));
         auto lines = lines_with(proxy.stderr_text(), " CONNECT 127.0.0.1:");
         REQUIRE(lines.size() == 1);
         const std::string closed = "c=" + connection_id(lines[0]) + " 127.0.0.1:";
         c.reset();
         CHECK_MESSAGE(
-            wait_until(
-                [&] {
-                    for (const auto& l : lines_with(proxy.stderr_text(), " closed: "))
-                        if (contains(l, closed)) return true;
-                    return false;
-                },
-                5s),
+            wait_until([&] { return logged_closed(proxy, closed); }, 5s),
             "the tunnel stayed open after the paused client reset");
         CHECK(probe(proxy.port(), ok.port(), "/") == 200);
     }
