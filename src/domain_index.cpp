@@ -4,11 +4,18 @@
 // a lookup stops at the first slot holding a larger hash or nothing.
 #include "hallpass/domain_index.h"
 
+// The hash is inlined: a call into libxxhash per label suffix cost more than hashing the
+// 5-20 bytes of one.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
+
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <map>
+#include <new>
 #include <random>
 
 namespace hallpass {
@@ -21,16 +28,37 @@ namespace {
 // not the slots, so a sparser table would buy little for its memory.
 uint64_t buckets_for(uint64_t names) { return std::max<uint64_t>(1, names + names / 4); }
 
+// A name's hash is chained over its labels from the right: h(label.parent) =
+// XXH3(label, seed = h(parent)), h(no labels) = the index's seed. A host's label suffixes are then
+// hashed in one pass over its bytes, each label once, instead of once per suffix it is part of.
 // Hash 0 marks an empty slot, so no name may hash to it; folding it onto 1 costs nothing but one
 // more (harmless, as rare as any) collision.
-uint64_t hash_name(std::string_view name, uint64_t seed) {
-    const uint64_t h = XXH3_64bits_withSeed(name.data(), name.size(), seed);
-    return h == 0 ? 1 : h;
+uint64_t chain(std::string_view label, uint64_t parent) {
+    return XXH3_64bits_withSeed(label.data(), label.size(), parent);
 }
 
-// Multiply-shift range reduction (Lemire): monotone in `hash`, which the sorted layout needs.
-uint64_t home_of(uint64_t hash, uint64_t buckets) {
-    return static_cast<uint64_t>((static_cast<unsigned __int128>(hash) * buckets) >> 64);
+uint64_t folded(uint64_t hash) { return hash == 0 ? 1 : hash; }
+
+// Calls fn(label_start, chained_hash) for each label suffix of `name`, shortest first; stops
+// after `max_labels` or when fn returns false.
+template <class Fn>
+void for_each_label_hash(std::string_view name, uint64_t seed, size_t max_labels, Fn&& fn) {
+    uint64_t hash = seed;
+    size_t end = name.size();
+    for (size_t n = 0; n < max_labels; ++n) {
+        const void* dot = end == 0 ? nullptr : memrchr(name.data(), '.', end);
+        const size_t begin = dot ? static_cast<size_t>(static_cast<const char*>(dot) - name.data()) + 1 : 0;
+        hash = chain(name.substr(begin, end - begin), hash);
+        fn(begin, hash);
+        if (begin == 0) return;
+        end = begin - 1;
+    }
+}
+
+uint64_t hash_name(std::string_view name, uint64_t seed) {
+    uint64_t hash = seed;
+    for_each_label_hash(name, seed, SIZE_MAX, [&hash](size_t, uint64_t h) { hash = h; });
+    return folded(hash);
 }
 
 uint64_t random_seed() {
@@ -39,6 +67,24 @@ uint64_t random_seed() {
 }
 
 }  // namespace
+
+std::unique_ptr<DomainIndex::Slot[], DomainIndex::Free> DomainIndex::allocate_slots(size_t count) {
+    constexpr size_t kHugePage = 2u << 20;
+    const size_t bytes = count * sizeof(Slot);
+    void* p = nullptr;
+    if (bytes >= kHugePage) {
+        const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+        p = std::aligned_alloc(kHugePage, rounded);
+        // Advice only: where transparent huge pages are off ("never") this fails or does nothing,
+        // and the table works the same on 4 KiB pages.
+        if (p != nullptr) (void)madvise(p, rounded, MADV_HUGEPAGE);
+    } else {
+        p = std::malloc(bytes);
+    }
+    if (p == nullptr) throw std::bad_alloc();
+    std::memset(p, 0, bytes);  // hash 0: an empty slot
+    return std::unique_ptr<Slot[], Free>(static_cast<Slot*>(p));
+}
 
 DomainIndex::Builder::Builder() : seed_(random_seed()) {}
 
@@ -75,9 +121,10 @@ DomainIndex DomainIndex::Builder::build() && {
     uint64_t next = 0;
     for (size_t i = 0; i < entries.size(); ++i) {
         if (i > 0 && entries[i].hash() == entries[i - 1].hash()) continue;
-        next = std::max(home_of(entries[i].hash(), index.buckets_), next) + 1;
+        next = std::max(index.home_of(entries[i].hash()), next) + 1;
     }
-    index.slots_.assign(std::max(next, index.buckets_) + 1, Slot{0, 0, 0});
+    index.slot_count_ = std::max(next, index.buckets_) + 1;
+    index.slots_ = allocate_slots(index.slot_count_);
 
     // Most names are in one set and store its id inline; the rest share posting lists, one per
     // distinct combination of sets (a name in lists "ads" and "adult" points at the same list as
@@ -101,7 +148,7 @@ DomainIndex DomainIndex::Builder::build() && {
             }
             value = kPostingBit | it->second;
         }
-        const uint64_t pos = std::max(home_of(hash, index.buckets_), next);
+        const uint64_t pos = std::max(index.home_of(hash), next);
         index.slots_[pos] =
             Slot{static_cast<uint32_t>(hash), static_cast<uint32_t>(hash >> 32), value};
         next = pos + 1;
@@ -122,39 +169,23 @@ uint32_t DomainIndex::probe(const Slot* slot, uint64_t hash) {
 uint32_t DomainIndex::find(std::string_view name) const {
     if (size_ == 0 || name.empty()) return kAbsent;
     const uint64_t hash = hash_name(name, seed_);
-    return probe(slots_.data() + home_of(hash, buckets_), hash);
+    return probe(slots_.get() + home_of(hash), hash);
 }
 
-void DomainIndex::find_suffixes(std::string_view host, SuffixBatch& batch) const {
-    uint64_t hashes[kBatchLabels];
-    const Slot* homes[kBatchLabels];
-    size_t count = 0;
-    size_t start = batch.next;
-    batch.next = std::string_view::npos;
-    while (start < host.size()) {
-        if (count == kBatchLabels) {
-            batch.next = start;
-            break;
-        }
-        batch.starts[count] = start;
-        if (size_ != 0) {
-            hashes[count] = hash_name(host.substr(start), seed_);
-            homes[count] = slots_.data() + home_of(hashes[count], buckets_);
-            __builtin_prefetch(homes[count]);
-        }
-        ++count;
-        const size_t dot = host.find('.', start);
-        if (dot == std::string_view::npos) break;
-        start = dot + 1;
-    }
-    batch.count = count;
-    for (size_t i = 0; i < count; ++i) {
-        batch.values[i] = size_ == 0 ? kAbsent : probe(homes[i], hashes[i]);
-    }
+void DomainIndex::start_suffix_lookup(std::string_view host, SuffixLookup& lookup) const {
+    lookup.count = 0;
+    if (size_ == 0 || host.empty()) return;
+    for_each_label_hash(host, seed_, kMaxLabels, [&](size_t start, uint64_t chained) {
+        const uint64_t hash = folded(chained);
+        __builtin_prefetch(slots_.get() + home_of(hash));
+        lookup.hashes[lookup.count] = hash;
+        lookup.starts[lookup.count] = static_cast<uint32_t>(start);
+        ++lookup.count;
+    });
 }
 
 size_t DomainIndex::memory_bytes() const {
-    return slots_.capacity() * sizeof(Slot) + postings_.capacity() * sizeof(uint32_t);
+    return slot_count_ * sizeof(Slot) + postings_.capacity() * sizeof(uint32_t);
 }
 
 }  // namespace hallpass

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -19,14 +21,17 @@ namespace hallpass {
 //    about 0.8: ~15 bytes per distinct name, about 15 MB for 1M names. A value is the set id
 //    itself when the name is in one set (the common case), or an offset into shared, deduplicated
 //    posting lists of set ids.
-//  - One hash and, on average, 3 adjacent slots (mostly one cache line) per probe; one probe per
-//    label suffix of the host, the probes of one host prefetched together.
+//  - On average 3 adjacent slots (mostly one cache line) per probe; one probe per label suffix of
+//    the host, the probes of one host prefetched together. The hashes of all suffixes come from
+//    one right-to-left pass that hashes each label once (domain_index.cpp).
 //  - Hash-only storage means a name that is not in the index matches one that is with probability
 //    about size() / 2^64 per probe: 5.4e-14 for 1M names, i.e. about one false match in 4.6e12
 //    lookups of 4 labels. The hash is XXH3 with a random per-index seed, so a host colliding with
 //    a listed name cannot be precomputed from the public lists (what would matter is a crafted
 //    host passing as a name on an allow list). Two listed names colliding with each other
 //    (probability ~2.7e-8 at 1M) would share their sets.
+//  - A table of 2 MiB or more is aligned to 2 MiB and madvise(MADV_HUGEPAGE)d: with 4 KiB pages
+//    a random probe into 15 MB also misses the TLB.
 //  - Building holds 12 bytes per add() until build() returns, plus the table: about 27 MB at the
 //    peak for 1M names (with reserve()), 15 MB after.
 class DomainIndex {
@@ -79,16 +84,31 @@ class DomainIndex {
     // `a.b.c`, `b.c`, `c`), so the first call is the most specific match. Suffixes align at
     // labels: "ample.com" never matches "example.com". matched_suffix is a view into `host`.
     // For names only: an IPv4 literal's "suffixes" are meaningless (use for_each_exact).
-    // fn may return void, or bool: false stops the walk.
+    // fn may return void, or bool: false stops the walk. Suffixes of more than kMaxLabels
+    // labels (longer than any DNS name) are not looked up.
     template <class Fn>
     void for_each_suffix(std::string_view host, Fn&& fn) const {
-        SuffixBatch batch;
-        batch.next = 0;
-        while (batch.next < host.size()) {
-            find_suffixes(host, batch);
-            for (size_t i = 0; i < batch.count; ++i) {
-                if (!visit_value(batch.values[i], host.substr(batch.starts[i]), fn)) return;
-            }
+        SuffixLookup lookup;
+        start_suffix_lookup(host, lookup);
+        for_each_suffix(host, lookup, fn);
+    }
+
+    // The same walk in two steps, so the caller can do other work while the table's cache lines
+    // arrive: start_suffix_lookup() hashes every suffix and prefetches its slots; the
+    // for_each_suffix() overload with the same `host` then reads them.
+    static constexpr size_t kMaxLabels = 127;  // a 253-byte name has at most 127 labels
+    struct SuffixLookup {
+        size_t count = 0;  // suffixes, longest last
+        uint64_t hashes[kMaxLabels];
+        uint32_t starts[kMaxLabels];
+    };
+    void start_suffix_lookup(std::string_view host, SuffixLookup& lookup) const;
+    template <class Fn>
+    void for_each_suffix(std::string_view host, const SuffixLookup& lookup, Fn&& fn) const {
+        for (size_t i = lookup.count; i-- > 0;) {
+            const uint64_t hash = lookup.hashes[i];
+            const uint32_t value = probe(slots_.get() + home_of(hash), hash);
+            if (!visit_value(value, host.substr(lookup.starts[i]), fn)) return;
         }
     }
 
@@ -114,18 +134,10 @@ class DomainIndex {
     uint32_t find(std::string_view name) const;  // the slot's value or kAbsent
     static uint32_t probe(const Slot* home, uint64_t hash);
 
-    // Up to kBatchLabels label suffixes of a host, looked up together: all their slots are
-    // prefetched before the first is read, so the cache misses of a 4-label host overlap
-    // instead of adding up.
-    static constexpr size_t kBatchLabels = 16;
-    struct SuffixBatch {
-        size_t next;  // in: where the first suffix starts; out: where the next batch starts,
-                      // or npos when the host has no more suffixes
-        size_t count = 0;
-        size_t starts[kBatchLabels];
-        uint32_t values[kBatchLabels];  // find() of each suffix
-    };
-    void find_suffixes(std::string_view host, SuffixBatch& batch) const;
+    // Multiply-shift range reduction (Lemire): monotone in `hash`, which the sorted layout needs.
+    uint64_t home_of(uint64_t hash) const {
+        return static_cast<uint64_t>((static_cast<unsigned __int128>(hash) * buckets_) >> 64);
+    }
 
     template <class Fn>
     bool visit(std::string_view name, Fn& fn) const {
@@ -154,10 +166,18 @@ class DomainIndex {
         }
     }
 
+    // The table is allocated by hand, not in a vector: a big one is aligned to 2 MiB and asks for
+    // transparent huge pages, so a lookup's TLB miss does not add a page walk to its cache miss.
+    struct Free {
+        void operator()(Slot* p) const { std::free(p); }
+    };
+    static std::unique_ptr<Slot[], Free> allocate_slots(size_t count);  // zeroed
+
     uint64_t seed_ = 0;
     uint64_t buckets_ = 0;  // home positions are [0, buckets_); slots_ has an overflow tail
     size_t size_ = 0;
-    std::vector<Slot> slots_;
+    size_t slot_count_ = 0;
+    std::unique_ptr<Slot[], Free> slots_;
     std::vector<uint32_t> postings_;
 };
 

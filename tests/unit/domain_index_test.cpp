@@ -184,6 +184,33 @@ TEST_CASE("domain_index: memory stays compact and posting lists are shared") {
     CHECK(exact(index, "host5.example") == std::vector<Match>{{1, "host5.example"}});
 }
 
+TEST_CASE("domain_index: the two-step lookup gives what the one-step walk gives") {
+    const DomainIndex index = build({{"example.com", 1}, {"b.example.com", 2}, {"com", 3}});
+    for (const char* host : {"a.b.example.com", "example.com", "com", "x.org", "", "b.example.com"}) {
+        INFO("host = " << host);
+        DomainIndex::SuffixLookup lookup;
+        index.start_suffix_lookup(host, lookup);
+        std::vector<Match> two_step;
+        index.for_each_suffix(host, lookup, [&two_step](uint32_t set, std::string_view name) {
+            two_step.emplace_back(set, std::string(name));
+        });
+        CHECK(two_step == suffix(index, host));
+    }
+}
+
+TEST_CASE("domain_index: a host of more labels than any DNS name is walked up to kMaxLabels") {
+    const DomainIndex index = build({{"example", 1}, {"a.example", 2}});
+    std::string host = "a.example";
+    for (int i = 0; i < 300; ++i) host = "x." + host;  // 302 labels
+    const std::vector<Match> got = suffix(index, host);
+    CHECK(got == std::vector<Match>{{2, "a.example"}, {1, "example"}});
+    // 127 labels ending in the listed ones: the longest suffix is the whole host, still found.
+    std::string exact_host = "example";
+    for (size_t i = 1; i < DomainIndex::kMaxLabels; ++i) exact_host = "y." + exact_host;
+    const DomainIndex with_long = build({{exact_host, 5}});
+    CHECK(suffix(with_long, exact_host) == std::vector<Match>{{5, exact_host}});
+}
+
 TEST_CASE("domain_index: agrees with a std::set on 200,000 random names") {
     std::mt19937_64 rng(42);
     const auto random_label = [&rng](size_t min_len, size_t max_len) {
@@ -218,4 +245,24 @@ TEST_CASE("domain_index: agrees with a std::set on 200,000 random names") {
         false_hits += index.contains(miss);
     }
     CHECK(false_hits == 0);
+    // Suffix walks over hosts one or two labels under listed names (and unlisted ones) report
+    // exactly the listed suffixes, most specific first.
+    size_t checked = 0;
+    for (const auto& [name, sets] : truth) {
+        if (++checked > 20000) break;
+        const std::string host = random_label(1, 6) + "." + (checked % 2 ? name : "u" + name);
+        std::vector<Match> want;
+        for (size_t at = 0; at != std::string::npos;) {
+            const std::string suffix_name = host.substr(at);
+            if (auto it = truth.find(suffix_name); it != truth.end()) {
+                for (uint32_t set : it->second) want.emplace_back(set, suffix_name);
+            }
+            const size_t dot = host.find('.', at);
+            at = dot == std::string::npos ? dot : dot + 1;
+        }
+        if (suffix(index, host) != want) {
+            FAIL_CHECK("suffix mismatch for " << host);
+            break;
+        }
+    }
 }
