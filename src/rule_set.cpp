@@ -79,9 +79,11 @@ std::shared_ptr<const RuleSet> RuleSet::allow_all() {
 
 Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const RuleSet* previous) {
     std::shared_ptr<RuleSet> rs(new RuleSet());
-    DomainIndex::Builder exact;
-    DomainIndex::Builder suffix;
+    DomainIndex::Builder names;  // hosts, domains and list names in one table (rule_set.h)
     const auto& rules = spec.rules;
+    if (rules.size() >= kHostsBase || spec.lists.size() >= kListBase) {
+        return Error{"too many rules or lists", spec.file};
+    }
 
     std::vector<bool> list_used(spec.lists.size(), false);
     rs->list_rules_.resize(spec.lists.size());
@@ -100,14 +102,14 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const Ru
         std::error_code ec;
         if (list_used[l]) expected += std::filesystem::file_size(spec.lists[l].path, ec) / 17;
     }
-    suffix.reserve(expected);
+    names.reserve(expected);
     for (size_t l = 0; l < spec.lists.size(); ++l) {
         const ListSpec& list = spec.lists[l];
         uint32_t set_id = kListBase + static_cast<uint32_t>(l);
         ListSummary summary{list.name, list.path, 0, 0, 0, {}};
         auto stats = load_domain_list(list.path, format_of(list.format),
                                       [&](std::string_view name, uint32_t) {
-                                          if (list_used[l]) suffix.add(name, set_id);
+                                          if (list_used[l]) names.add(name, set_id);
                                       });
         if (!stats) {
             return Error{"list \"" + list.name + "\": " + stats.error().to_string(), list.pos.file,
@@ -127,8 +129,8 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const Ru
     std::vector<const RuleSpecEntry*> host_patterns, url_patterns;
     for (uint32_t r = 0; r < rules.size(); ++r) {
         const RuleSpec& rule = rules[r];
-        for (const auto& h : rule.hosts) exact.add(h.text, r);
-        for (const auto& d : rule.domains) suffix.add(d.text, r);
+        for (const auto& h : rule.hosts) names.add(h.text, kHostsBase + r);
+        for (const auto& d : rule.domains) names.add(d.text, r);
         for (uint32_t i = 0; i < rule.host_regex.size(); ++i) {
             host_patterns.push_back(&rule.host_regex[i]);
             rs->host_re_patterns_.push_back(rule.host_regex[i].text);
@@ -158,8 +160,7 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const Ru
         if (!set) return set.error();
         rs->url_re_ = std::move(*set);
     }
-    rs->exact_ = std::move(exact).build();
-    rs->suffix_ = std::move(suffix).build();
+    rs->names_ = std::move(names).build();
     if (!spec.block_page_path.empty()) {
         std::ifstream in(spec.block_page_path);
         std::ostringstream text;
@@ -187,18 +188,30 @@ bool RuleSet::rule_holds(uint32_t r, const RequestFacts& facts) const {
 template <class Fn>
 void RuleSet::for_each_destination_match(const RequestFacts& facts, const uint32_t& bound,
                                          Fn&& fn) const {
-    exact_.for_each_exact(facts.host,
-                          [&](uint32_t id, std::string_view name) { fn(id, "hosts", name, 0u); });
-    suffix_.for_each_suffix(facts.host, [&](uint32_t id, std::string_view name) {
-        if (id < kListBase) {
+    // The index's slots are prefetched first and read last: the regex sets' yes/no questions run
+    // while the cache lines arrive. (They are asked before the index can lower `bound`, so a host
+    // whose index match comes before every regex rule pays for one yes/no search it could have
+    // skipped; that is cheaper than waiting for memory.)
+    DomainIndex::SuffixLookup lookup;
+    names_.start_suffix_lookup(facts.host, lookup);
+    // RE2::Set::Match with a vector allocates (a match set) and cannot stop at the first match;
+    // most hosts match no pattern, so the cheap yes/no question comes first.
+    const bool host_re_may = host_re_ && host_re_first_rule_ < bound &&
+                             host_re_->Match(facts.host, nullptr);
+    const bool url_re_may = url_re_ && url_re_first_rule_ < bound && !facts.url.empty() &&
+                            url_re_->Match(facts.url, nullptr);
+    // One walk over the host's label suffixes answers hosts (the whole host only), domains and
+    // lists: one probe per suffix.
+    names_.for_each_suffix(facts.host, lookup, [&](uint32_t id, std::string_view name) {
+        if (id < kHostsBase) {
             fn(id, "domains", name, 0u);
+        } else if (id < kListBase) {
+            if (name.size() == facts.host.size()) fn(id - kHostsBase, "hosts", name, 0u);
         } else {
             for (uint32_t r : list_rules_[id - kListBase]) fn(r, "lists", name, id - kListBase);
         }
     });
-    // RE2::Set::Match with a vector allocates (a match set) and cannot stop at the first match;
-    // most hosts match no pattern, so the cheap yes/no question comes first.
-    if (host_re_ && host_re_first_rule_ < bound && host_re_->Match(facts.host, nullptr)) {
+    if (host_re_may && host_re_first_rule_ < bound) {
         std::vector<int>& hits = match_buffer();
         hits.clear();
         if (host_re_->Match(facts.host, &hits)) {
@@ -208,8 +221,7 @@ void RuleSet::for_each_destination_match(const RequestFacts& facts, const uint32
             }
         }
     }
-    if (url_re_ && url_re_first_rule_ < bound && !facts.url.empty() &&
-        url_re_->Match(facts.url, nullptr)) {
+    if (url_re_may && url_re_first_rule_ < bound) {
         std::vector<int>& hits = match_buffer();
         hits.clear();
         if (url_re_->Match(facts.url, &hits)) {
@@ -304,9 +316,9 @@ Explanation RuleSet::explain(const RequestFacts& facts) const {
     return ex;
 }
 
-size_t RuleSet::entry_count() const { return exact_.size() + suffix_.size(); }
+size_t RuleSet::entry_count() const { return names_.size(); }
 
-size_t RuleSet::memory_bytes() const { return exact_.memory_bytes() + suffix_.memory_bytes(); }
+size_t RuleSet::memory_bytes() const { return names_.memory_bytes(); }
 
 std::string make_block_response(std::string_view tmpl, std::string_view host, std::string_view rule,
                                 std::string_view client, std::string_view url, bool keep_alive,

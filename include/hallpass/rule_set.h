@@ -92,12 +92,14 @@ class RuleSet {
     void for_each_destination_match(const RequestFacts& facts, const uint32_t& bound,
                                     Fn&& fn) const;
 
-    static constexpr uint32_t kListBase = 1u << 30;  // suffix-index set ids >= this are lists
+    // Set ids in names_: rule r's `domains:` entries are r, its `hosts:` entries kHostsBase + r
+    // (they count only when the whole host matched), list l's names kListBase + l.
+    static constexpr uint32_t kHostsBase = 1u << 29;
+    static constexpr uint32_t kListBase = 1u << 30;
 
     RulesSpec spec_;
     std::vector<ListSummary> lists_;
-    DomainIndex exact_;   // hosts: entries -> rule index
-    DomainIndex suffix_;  // domains: entries -> rule index; list entries -> kListBase + list
+    DomainIndex names_;  // hosts, domains and list names (set ids above)
     std::vector<std::vector<uint32_t>> list_rules_;  // list -> rules that use it (ascending)
     // Regex groups: RE2::Set::Match is thread-safe; a set may be shared with the next snapshot.
     std::shared_ptr<const RE2::Set> host_re_;

@@ -268,3 +268,34 @@ TEST_CASE("rule_set: regex groups are consulted only when they can still win, in
           "regex-late:allow");
     CHECK(r.decide("10.1.2.3", "casino.example.org") == "regex-late:allow");
 }
+
+TEST_CASE("rule_set: one name under hosts, domains and a list of different rules, in one index") {
+    // hosts, domains and list names share one table (rule_set.h): a `hosts:` entry must still
+    // match only the whole host, and each kind must still map to its own rule in file order.
+    const Rules r(R"(default: allow
+lists:
+  l: { file: l.txt }
+rules:
+  - name: exact-allow
+    action: allow
+    hosts: [shared.example]
+  - name: list-block
+    action: block
+    lists: [l]
+  - name: domain-block
+    action: block
+    domains: [shared.example, other.example]
+  - name: exact-late
+    action: allow
+    hosts: [www.other.example]
+)",
+                  {{"l.txt", "shared.example\n"}});
+    CHECK(r.decide("10.0.0.1", "shared.example") == "exact-allow:allow");
+    CHECK(r.decide("10.0.0.1", "www.shared.example") == "list-block:block");  // not exact-allow
+    CHECK(r.decide("10.0.0.1", "SHARED.example.") == "exact-allow:allow");
+    CHECK(r.decide("10.0.0.1", "other.example") == "domain-block:block");
+    // A later rule's exact match loses to an earlier domain match.
+    CHECK(r.decide("10.0.0.1", "www.other.example") == "domain-block:block");
+    CHECK(r.decide("10.0.0.1", "x.www.other.example") == "domain-block:block");
+    CHECK(r.decide("10.0.0.1", "example") == "default:allow");
+}
