@@ -3,11 +3,14 @@
 #include "hallpass/reloader.h"
 
 #include <malloc.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <memory>
 
 #include "hallpass/log.h"
@@ -17,13 +20,32 @@
 
 namespace hallpass {
 
+namespace {
+
+// The calling thread to nice 19, then SCHED_IDLE (which keeps the nice value for a later raise
+// to SCHED_OTHER). Lowering needs no privilege.
+void lower_to_idle() {
+    if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19) != 0) {
+        LOG_WARN("reload thread: cannot lower its priority: %s", std::strerror(errno));
+    }
+    sched_param param{};
+    if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) {
+        LOG_WARN("reload thread: cannot use SCHED_IDLE (%s); reloads run at nice 19",
+                 std::strerror(errno));
+    }
+}
+
+}  // namespace
+
 Reloader::Reloader(std::string path, RuleStore& store, std::function<void()> on_published,
-                   ResultCallback on_result)
+                   ResultCallback on_result, std::chrono::milliseconds idle_grace)
     : path_(std::move(path)),
       store_(store),
       on_published_(std::move(on_published)),
       on_result_(std::move(on_result)),
-      thread_([this] { run(); }) {}
+      idle_grace_(idle_grace),
+      thread_([this] { run(); }),
+      watchdog_([this] { watch(); }) {}
 
 Reloader::~Reloader() {
     {
@@ -31,7 +53,9 @@ Reloader::~Reloader() {
         stopping_ = true;
     }
     wake_.notify_one();
+    progress_.notify_all();
     thread_.join();
+    watchdog_.join();
 }
 
 void Reloader::request() {
@@ -53,20 +77,48 @@ unsigned long Reloader::failed() const {
 }
 
 void Reloader::run() {
-    // Requests come first: compiling a million names must not take CPU time from the workers
-    // (on a 2-core machine it otherwise takes a whole core). At nice 19 a reload gets what the
-    // workers leave; on a saturated proxy it takes longer, but the old rules serve meanwhile.
-    if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19) != 0) {
-        LOG_WARN("reload thread: cannot lower its priority; reloads compete with requests");
-    }
+    lower_to_idle();
     std::unique_lock<std::mutex> lock(mutex_);
+    reload_tid_ = static_cast<pid_t>(syscall(SYS_gettid));
     for (;;) {
         wake_.wait(lock, [this] { return pending_ || stopping_; });
         if (stopping_) return;
         pending_ = false;
+        running_ = true;
+        ++started_;
+        progress_.notify_all();
         lock.unlock();
         reload_once();
         lock.lock();
+        running_ = false;
+        progress_.notify_all();
+        sched_param param{};
+        if (sched_getscheduler(0) != SCHED_IDLE) (void)sched_setscheduler(0, SCHED_IDLE, &param);
+    }
+}
+
+// Raises a reload that found no idle CPU for idle_grace_ (see reloader.h).
+void Reloader::watch() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+        progress_.wait(lock, [this] { return running_ || stopping_; });
+        if (stopping_) return;
+        const unsigned long reload = started_;
+        const auto same_reload_running = [&] { return running_ && started_ == reload && !stopping_; };
+        if (progress_.wait_for(lock, idle_grace_, [&] { return !same_reload_running(); })) {
+            continue;
+        }
+        sched_param param{};
+        if (sched_setscheduler(reload_tid_, SCHED_OTHER, &param) == 0) {
+            LOG_INFO("reload: no idle CPU for %lld ms; it goes on at nice 19",
+                     static_cast<long long>(idle_grace_.count()));
+        } else {
+            LOG_WARN("reload: no idle CPU for %lld ms, and the reload thread may not be raised "
+                     "to nice 19 (%s; needs CAP_SYS_NICE or RLIMIT_NICE >= 1): it finishes when "
+                     "the CPU has time to spare; the old rules serve meanwhile",
+                     static_cast<long long>(idle_grace_.count()), std::strerror(errno));
+        }
+        progress_.wait(lock, [&] { return !same_reload_running(); });
     }
 }
 

@@ -2,8 +2,19 @@
 // compiles the rules file (and all lists) while the workers keep serving with the old snapshot,
 // then publishes the new one, or logs the error and keeps the old one. Reload requests that
 // arrive while one runs are merged into one more run.
+//
+// Priority: the reload thread runs at SCHED_IDLE (nice 19 underneath), so it uses only CPU time
+// the workers, and everything else on the machine, leave: a waking worker preempts it at once.
+// (At nice 19 alone the scheduler let it keep a CPU for a slice while workers waited, and
+// latency during a reload rose 7-60x; docs/benchmarks-rules.md.) A proxy with no idle CPU would
+// then wait for its reload indefinitely: a watchdog thread raises a reload still running after
+// `idle_grace` to SCHED_OTHER at nice 19, which needs CAP_SYS_NICE or RLIMIT_NICE >= 1
+// (otherwise it logs that the reload waits for idle CPU).
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -21,7 +32,8 @@ class Reloader {
     // the reload thread after every attempt: ok, or not with the error (for the statistics).
     using ResultCallback = std::function<void(bool ok, const std::string& message)>;
     Reloader(std::string path, RuleStore& store, std::function<void()> on_published,
-             ResultCallback on_result = {});
+             ResultCallback on_result = {},
+             std::chrono::milliseconds idle_grace = std::chrono::seconds(5));
     ~Reloader();  // stops and joins
     Reloader(const Reloader&) = delete;
     Reloader& operator=(const Reloader&) = delete;
@@ -35,6 +47,7 @@ class Reloader {
 
   private:
     void run();
+    void watch();
     void reload_once();
 
     std::string path_;
@@ -43,11 +56,17 @@ class Reloader {
     ResultCallback on_result_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;
+    std::condition_variable progress_;  // a reload started or ended (for the watchdog)
+    std::chrono::milliseconds idle_grace_;
+    pid_t reload_tid_ = 0;
     bool pending_ = false;
     bool stopping_ = false;
+    bool running_ = false;       // a reload is in progress
+    unsigned long started_ = 0;  // reloads started: tells the watchdog one from the next
     unsigned long ok_ = 0;
     unsigned long failed_ = 0;
     std::thread thread_;
+    std::thread watchdog_;
 };
 
 }  // namespace hallpass
