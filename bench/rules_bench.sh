@@ -7,6 +7,9 @@
 #   squid-load  Squid 5.7 with the same 1M names as a dstdomain ACL: -k parse and start-up
 #   reload      hallpass under keep-alive load while SIGHUP reloads 1M names every 2 s; Squid
 #               under the same load through one SIGHUP (= squid -k reconfigure)
+#   reload-speed  requests while a reload compiles vs outside reloads, in the same run
+#               (bench/reload_windows.py): open-loop at 60 % of the measured capacity, then
+#               closed-loop (saturated), a SIGHUP every 4 s
 #   throughput  wrk keep-alive GET /1k through hallpass: no rules vs 1M names vs the full set
 #   proxy-callgrind  the same three under callgrind (1 worker): instructions per proxied request
 #
@@ -32,19 +35,19 @@ while [ $# -gt 0 ]; do
         --keep-tmp) KEEP_TMP=1 ;;
         --rounds) WRK_ROUNDS_ARG=$2; shift ;;
         -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        decide | callgrind | load | squid-load | reload | throughput | proxy-callgrind) STEPS+=("$1") ;;
+        decide | callgrind | load | squid-load | reload | reload-speed | throughput | proxy-callgrind) STEPS+=("$1") ;;
         *) echo "unknown argument \"$1\" (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(decide callgrind load squid-load reload throughput proxy-callgrind)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(decide callgrind load squid-load reload reload-speed throughput proxy-callgrind)
 
 if [ "$QUICK" = 1 ]; then
     DECIDE_CALLS=100000 LOAD_ROUNDS=2 SQUID_ROUNDS=1 RELOAD_SECS=6 SQUID_RELOAD_SECS=30
-    WRK_SECS=3 WRK_ROUNDS=1
+    WRK_SECS=3 WRK_ROUNDS=1 SPEED_SECS=10
 else
     DECIDE_CALLS=1000000 LOAD_ROUNDS=5 SQUID_ROUNDS=3 RELOAD_SECS=20 SQUID_RELOAD_SECS=60
-    WRK_SECS=10 WRK_ROUNDS=3
+    WRK_SECS=10 WRK_ROUNDS=3 SPEED_SECS=40
 fi
 WRK_ROUNDS=${WRK_ROUNDS_ARG:-$WRK_ROUNDS}
 HUP_EVERY_MS=2000
@@ -308,14 +311,17 @@ step_squid_load() {
 }
 
 # run_client LABEL PORT PID SECONDS [HUP_EVERY_MS]: the keep-alive load, RSS of PID sampled.
+# run_client LABEL PORT PID SECONDS [HUP_EVERY_MS [RATE]]: the raw samples go to raw_file LABEL.
 run_client() {
-    local label=$1 port=$2 pid=$3 secs=$4 every=${5:-} args=()
+    local label=$1 port=$2 pid=$3 secs=$4 every=${5:-} rate=${6:-} args=()
     [ -z "$every" ] || args=(--hup-pid "$pid" --hup-every-ms "$every" --hup-first-ms 1000)
+    [ -z "$rate" ] || args+=(--rate "$rate")
     echo "--- $label"
     timeout $((secs + 60)) "$BUILD_DIR/bench/rules_load_client" --proxy "127.0.0.1:$port" \
         --url "$URL" --conns "$CONNS" --seconds "$secs" --rss-pid "$pid" --rss-every-ms 50 \
-        --raw "$TMP/raw-$(tr ' /' '__' <<<"$label").tsv" "${args[@]}"
+        --raw "$(raw_file "$label")" "${args[@]}"
 }
+raw_file() { echo "$TMP/raw-$(tr ' /%()' '_____' <<<"$1").tsv"; }
 
 step_reload() {
     ensure_packages nginx squid curl bc
@@ -349,6 +355,36 @@ step_reload() {
         sed 's/^/  squid reconfigurations started (cache.log): /' || true
     stop_pid "$sq"
     forget_pid "$sq"
+}
+
+step_reload_speed() {
+    ensure_packages nginx curl python3
+    log "reload-speed: open-loop and closed-loop load, SIGHUP every 4 s, ${SPEED_SECS}s each (loadavg $(loadavg))"
+    [ -n "${ORIGIN_PORT:-}" ] || start_origin
+    start_hallpass hp-speed rules-1m.yaml
+    check_fetch "$HP_PORT"
+    echo "hallpass, rules-1m.yaml, $CONNS keep-alive connections, loadavg $(loadavg)"
+    local label rps rate
+    label="capacity: closed loop, no reloads"
+    run_client "$label" "$HP_PORT" "$HP_PID" 10 | grep -E '^(requests|throughput|RESULT)'
+    rps=$(awk -F'\t' '!/^#/ && $3 > 0 {n++} END {printf "%d", n / 10}' "$(raw_file "$label")")
+    [ "$rps" -gt 0 ] || die "no responses in the capacity run"
+    rate=$((rps * 6 / 10))
+    echo
+    label="open loop at ${rate} req/s (60 % of ${rps}), SIGHUP every 4 s"
+    run_client "$label" "$HP_PORT" "$HP_PID" "$SPEED_SECS" 4000 "$rate" |
+        grep -E '^(requests|throughput|latency|SIGHUP)'
+    python3 "$ROOT/bench/reload_windows.py" "$(raw_file "$label")" "$TMP/hp-speed.err" \
+        --seconds "$SPEED_SECS"
+    echo
+    label="closed loop (saturated), SIGHUP every 4 s"
+    run_client "$label" "$HP_PORT" "$HP_PID" "$SPEED_SECS" 4000 |
+        grep -E '^(requests|throughput|latency|SIGHUP)'
+    python3 "$ROOT/bench/reload_windows.py" "$(raw_file "$label")" "$TMP/hp-speed.err" \
+        --seconds "$SPEED_SECS"
+    kill -0 "$HP_PID" || die "hallpass died during the reload-speed test"
+    stop_pid "$HP_PID"
+    forget_pid "$HP_PID"
 }
 
 step_throughput() {

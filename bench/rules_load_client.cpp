@@ -4,8 +4,11 @@
 // seconds (a hallpass reload, or Squid's `-k reconfigure`, which is SIGHUP too) and samples that
 // PID's VmRSS/VmHWM. Prints what was sent, answered and failed, latencies, responses per 100 ms
 // and the longest time with no response completed. Loopback; bounded.
+// --rate R makes it open-loop: R requests/s in all, each connection sending on a fixed schedule
+// (still one request at a time); a request is timed from when it was due, so a stall shows as
+// latency instead of as fewer requests (no coordinated omission).
 //
-//   rules_load_client --proxy HOST:PORT --url URL [--conns N] [--seconds S]
+//   rules_load_client --proxy HOST:PORT --url URL [--conns N] [--seconds S] [--rate R]
 //       [--hup-pid PID --hup-every-ms MS [--hup-first-ms MS]]
 //       [--rss-pid PID [--rss-every-ms MS]] [--raw FILE]
 #include <arpa/inet.h>
@@ -44,6 +47,7 @@ struct Options {
     std::string url;
     int conns = 32;
     double seconds = 20;
+    double rate = 0;  // requests/s in all; 0: each connection sends as soon as it can
     pid_t hup_pid = 0;
     int hup_every_ms = 2000;
     int hup_first_ms = 1000;
@@ -67,6 +71,7 @@ struct Conn {
     int64_t start_ns = 0;
     std::string in;
     int64_t reconnect_at_ns = -1;  // >= 0: closed, reconnect then
+    int64_t due_ns = 0;            // --rate: when this connection's next request is due
 };
 
 // Status and total length of a complete response in `in`, or 0 when more bytes are needed;
@@ -118,6 +123,8 @@ Options parse_args(int argc, char** argv) {
             o.conns = std::atoi(v.c_str());
         } else if (a == "--seconds") {
             o.seconds = std::atof(v.c_str());
+        } else if (a == "--rate") {
+            o.rate = std::atof(v.c_str());
         } else if (a == "--hup-pid") {
             o.hup_pid = std::atoi(v.c_str());
         } else if (a == "--hup-every-ms") {
@@ -138,7 +145,7 @@ Options parse_args(int argc, char** argv) {
     if (o.proxy_port == 0 || o.url.empty()) {
         std::fprintf(stderr,
                      "usage: rules_load_client --proxy HOST:PORT --url URL [--conns N] "
-                     "[--seconds S] [--hup-pid PID --hup-every-ms MS [--hup-first-ms MS]] "
+                     "[--seconds S] [--rate R] [--hup-pid PID --hup-every-ms MS [--hup-first-ms MS]] "
                      "[--rss-pid PID [--rss-every-ms MS]] [--raw FILE]\n");
         std::exit(2);
     }
@@ -164,7 +171,15 @@ class Load {
             std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                 .count();
         end_ns_ = static_cast<int64_t>(o_.seconds * 1e9);
-        for (size_t i = 0; i < conns_.size(); ++i) open(i);
+        if (o_.rate > 0) {
+            interval_ns_ = static_cast<int64_t>(1e9 * static_cast<double>(conns_.size()) / o_.rate);
+        }
+        for (size_t i = 0; i < conns_.size(); ++i) {
+            open(i);
+            // Staggered, so the connections' schedules interleave evenly.
+            conns_[i].due_ns = interval_ns_ * static_cast<int64_t>(i) /
+                               static_cast<int64_t>(conns_.size());
+        }
         int64_t next_hup = o_.hup_pid > 0 ? int64_t{o_.hup_first_ms} * 1000000 : -1;
         epoll_event events[256];
         for (;;) {
@@ -176,7 +191,7 @@ class Load {
                 hups_.push_back(t);
                 next_hup += int64_t{o_.hup_every_ms} * 1000000;
             }
-            const int n = epoll_wait(ep_, events, 256, 2);
+            const int n = epoll_wait(ep_, events, 256, o_.rate > 0 ? 1 : 2);
             for (int i = 0; i < n; ++i) on_event(events[i].data.u64, events[i].events);
             check_timers(now_ns(t0_));
         }
@@ -201,7 +216,9 @@ class Load {
 
     void open(size_t i) {
         Conn& c = conns_[i];
+        const int64_t due = c.due_ns;
         c = Conn{};
+        c.due_ns = due;
         c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         const int one = 1;
         setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -231,9 +248,18 @@ class Load {
         c.reconnect_at_ns = reconnect_at >= 0 && reconnect_at < end_ns_ ? reconnect_at : -1;
     }
 
+    // Sends now, or (--rate) when due: a late request goes at once and is timed from when it was
+    // due. Returns without sending when the next one is not due yet; check_timers() sends it.
     void send_request(size_t i) {
         Conn& c = conns_[i];
-        c.start_ns = now_ns(t0_);
+        const int64_t t = now_ns(t0_);
+        if (interval_ns_ > 0) {
+            if (t < c.due_ns) return;
+            c.start_ns = c.due_ns;
+            c.due_ns += interval_ns_;
+        } else {
+            c.start_ns = t;
+        }
         c.in_flight = true;
         ++sent_;
         // A short request on a fresh or idle socket: the kernel takes it whole.
@@ -336,6 +362,9 @@ class Load {
             Conn& c = conns_[i];
             if (c.fd < 0 && c.reconnect_at_ns >= 0 && t >= c.reconnect_at_ns) open(i);
             if (c.in_flight && t - c.start_ns > kTimeoutNs) fail(i, kTimeout);
+            if (interval_ns_ > 0 && c.connected && !c.in_flight && t >= c.due_ns && t < end_ns_) {
+                send_request(i);
+            }
         }
     }
 
@@ -346,6 +375,7 @@ class Load {
     int ep_ = -1;
     Clock::time_point t0_;
     int64_t end_ns_ = 0;
+    int64_t interval_ns_ = 0;  // --rate: between one connection's requests
     double start_unix_ = 0;  // to line up with log timestamps
     size_t sent_ = 0, connects_ = 0, connect_errors_ = 0, idle_closes_ = 0;
     std::vector<Sample> samples_;
@@ -449,6 +479,7 @@ void Load::report(const std::vector<RssSample>& rss) const {
         std::FILE* f = std::fopen(o_.raw.c_str(), "w");
         if (f != nullptr) {
             std::fprintf(f, "# start_ms\tlatency_us\tstatus (-1 socket error, -2 timeout)\n");
+            std::fprintf(f, "# load started at %.3f Unix time\n", start_unix_);
             for (const Sample& s : samples_) {
                 std::fprintf(f, "%.3f\t%.0f\t%d\n", static_cast<double>(s.start_ns) / 1e6,
                              static_cast<double>(s.latency_ns) / 1e3, s.status);
