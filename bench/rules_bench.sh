@@ -18,7 +18,8 @@
 # --rounds: throughput rounds (default 3; each round runs every configuration once).
 # --quick: short runs (a smoke test, not numbers to quote). Results: DIR/<step>.txt, default
 # bench/results-rules/<UTC date>T<time>-<commit>/. BUILD_DIR (default build-rbench, a release build) is configured and
-# built here with -j2. Loopback only; every process started here is stopped on exit.
+# built here with -j2. HALLPASS_BIN runs another hallpass binary in the proxy steps (an A/B
+# against an older build). Loopback only; every process started here is stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -161,7 +162,7 @@ start_hallpass() {
     local tag=$1 rules=$2 conf="$TMP/in/$1.yaml" i
     printf 'server:\n  admin: "off"\n  max_connections: 20000\n' >"$conf"
     [ "$rules" = none ] || cat "$TMP/in/$rules" >>"$conf"
-    start_bg "$tag" "$BUILD_DIR/src/hallpass" -c "$conf" --listen 127.0.0.1:0 --threads "$(nproc)"
+    start_bg "$tag" "${HALLPASS_BIN:-$BUILD_DIR/src/hallpass}" -c "$conf" --listen 127.0.0.1:0 --threads "$(nproc)"
     HP_PID=$START_PID
     HP_PORT=
     for i in $(seq 600); do
@@ -527,6 +528,7 @@ chmod -R a+rX "$TMP/in"
     echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(free -m | awk '/^Mem:/ {print $2}') MiB"
     echo "kernel $(uname -r); loadavg $(loadavg); $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "hallpass $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- src include 2>/dev/null || echo '+local changes'), $BUILD_DIR"
+    [ -z "${HALLPASS_BIN:-}" ] || echo "proxy steps run HALLPASS_BIN=$HALLPASS_BIN"
 } | tee "$OUT/machine.txt" >&2
 
 for step in "${STEPS[@]}"; do
