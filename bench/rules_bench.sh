@@ -9,7 +9,7 @@
 #               under the same load through one SIGHUP (= squid -k reconfigure)
 #   reload-speed  requests while a reload compiles vs outside reloads, in the same run
 #               (bench/reload_windows.py): open-loop at 60 % of the measured capacity, then
-#               closed-loop (saturated), a SIGHUP every 4 s
+#               closed-loop (saturated), a SIGHUP every 8 s (a reload takes 1-3 s of it)
 #   throughput  wrk keep-alive GET /1k through hallpass: no rules vs 1M names vs the full set
 #   proxy-callgrind  the same three under callgrind (1 worker): instructions per proxied request
 #
@@ -360,7 +360,7 @@ step_reload() {
 
 step_reload_speed() {
     ensure_packages nginx curl python3
-    log "reload-speed: open-loop and closed-loop load, SIGHUP every 4 s, ${SPEED_SECS}s each (loadavg $(loadavg))"
+    log "reload-speed: open-loop and closed-loop load, SIGHUP every 8 s, ${SPEED_SECS}s each (loadavg $(loadavg))"
     [ -n "${ORIGIN_PORT:-}" ] || start_origin
     start_hallpass hp-speed rules-1m.yaml
     check_fetch "$HP_PORT"
@@ -372,14 +372,14 @@ step_reload_speed() {
     [ "$rps" -gt 0 ] || die "no responses in the capacity run"
     rate=$((rps * 6 / 10))
     echo
-    label="open loop at ${rate} req/s (60 % of ${rps}), SIGHUP every 4 s"
-    run_client "$label" "$HP_PORT" "$HP_PID" "$SPEED_SECS" 4000 "$rate" |
+    label="open loop at ${rate} req/s (60 % of ${rps}), SIGHUP every 8 s"
+    run_client "$label" "$HP_PORT" "$HP_PID" "$SPEED_SECS" 8000 "$rate" |
         grep -E '^(requests|throughput|latency|SIGHUP)'
     python3 "$ROOT/bench/reload_windows.py" "$(raw_file "$label")" "$TMP/hp-speed.err" \
         --seconds "$SPEED_SECS"
     echo
-    label="closed loop (saturated), SIGHUP every 4 s"
-    run_client "$label" "$HP_PORT" "$HP_PID" "$SPEED_SECS" 4000 |
+    label="closed loop (saturated), SIGHUP every 8 s"
+    run_client "$label" "$HP_PORT" "$HP_PID" "$SPEED_SECS" 8000 |
         grep -E '^(requests|throughput|latency|SIGHUP)'
     python3 "$ROOT/bench/reload_windows.py" "$(raw_file "$label")" "$TMP/hp-speed.err" \
         --seconds "$SPEED_SECS"

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "hallpass/log.h"
+#include "hallpass/pacer.h"
 #include "hallpass/rule_set.h"
 #include "hallpass/rule_store.h"
 #include "hallpass/rules_file.h"
@@ -108,9 +109,10 @@ void Reloader::watch() {
         if (progress_.wait_for(lock, idle_grace_, [&] { return !same_reload_running(); })) {
             continue;
         }
+        if (pacer_ != nullptr) pacer_->hurry();
         sched_param param{};
         if (sched_setscheduler(reload_tid_, SCHED_OTHER, &param) == 0) {
-            LOG_INFO("reload: no idle CPU for %lld ms; it goes on at nice 19",
+            LOG_INFO("reload: no idle CPU for %lld ms; it goes on at nice 19 without rests",
                      static_cast<long long>(idle_grace_.count()));
         } else {
             LOG_WARN("reload: no idle CPU for %lld ms, and the reload thread may not be raised "
@@ -124,7 +126,16 @@ void Reloader::watch() {
 
 void Reloader::reload_once() {
     std::shared_ptr<const RuleSet> old = store_.current();
-    auto loaded = load_rules_file(path_, old.get());
+    Pacer pacer{Pacer::Options{}};
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        pacer_ = &pacer;
+    }
+    auto loaded = load_rules_file(path_, old.get(), &pacer);
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        pacer_ = nullptr;
+    }
     if (!loaded) {
         LOG_ERROR("reload failed, the previous rules stay in force: %s",
                   loaded.error().to_string().c_str());
@@ -134,10 +145,12 @@ void Reloader::reload_once() {
         return;
     }
     const RuleSet& next = *loaded->rules;
-    LOG_INFO("reload ok in %.0f ms: rules %zu -> %zu, entries %zu -> %zu (%s)%s", loaded->load_ms,
-             old->rule_count(), next.rule_count(), old->entry_count(), next.entry_count(),
-             path_.c_str(),
-             next.regexes_shared_with(*old) ? ", regexes unchanged: compiled sets kept" : "");
+    LOG_INFO("reload ok in %.0f ms: rules %zu -> %zu, entries %zu -> %zu (%s)%s; %lld ms of it "
+             "resting for busy workers",
+             loaded->load_ms, old->rule_count(), next.rule_count(), old->entry_count(),
+             next.entry_count(), path_.c_str(),
+             next.regexes_shared_with(*old) ? ", regexes unchanged: compiled sets kept" : "",
+             static_cast<long long>(pacer.rested().count()));
     std::weak_ptr<const RuleSet> previous = old;
     old.reset();
     store_.publish(std::move(loaded->rules));

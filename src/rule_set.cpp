@@ -13,6 +13,7 @@
 
 #include "hallpass/domain_list.h"
 #include "hallpass/http_responses.h"
+#include "hallpass/pacer.h"
 
 namespace hallpass {
 namespace {
@@ -77,7 +78,10 @@ std::shared_ptr<const RuleSet> RuleSet::allow_all() {
     return std::shared_ptr<const RuleSet>(new RuleSet());
 }
 
-Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const RuleSet* previous) {
+Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const RuleSet* previous,
+                                                       Pacer* pacer) {
+    Pacer off;
+    Pacer& pace = pacer ? *pacer : off;
     std::shared_ptr<RuleSet> rs(new RuleSet());
     DomainIndex::Builder names;  // hosts, domains and list names in one table (rule_set.h)
     const auto& rules = spec.rules;
@@ -110,6 +114,7 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const Ru
         auto stats = load_domain_list(list.path, format_of(list.format),
                                       [&](std::string_view name, uint32_t) {
                                           if (list_used[l]) names.add(name, set_id);
+                                          pace.pace();
                                       });
         if (!stats) {
             return Error{"list \"" + list.name + "\": " + stats.error().to_string(), list.pos.file,
@@ -160,7 +165,7 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const Ru
         if (!set) return set.error();
         rs->url_re_ = std::move(*set);
     }
-    rs->names_ = std::move(names).build();
+    rs->names_ = std::move(names).build(&pace);
     if (!spec.block_page_path.empty()) {
         std::ifstream in(spec.block_page_path);
         std::ostringstream text;

@@ -24,7 +24,8 @@ long current_rss_kib() {
     return 0;
 }
 
-Result<LoadedRules> load_rules_file(const std::string& path, const RuleSet* previous) {
+Result<LoadedRules> load_rules_file(const std::string& path, const RuleSet* previous,
+                                    Pacer* pacer) {
     auto start = std::chrono::steady_clock::now();
     long rss_before = current_rss_kib();
     auto src = YamlSource::load_file(path);
@@ -33,7 +34,7 @@ Result<LoadedRules> load_rules_file(const std::string& path, const RuleSet* prev
     if (!server) return server.error();
     auto spec = load_rules_spec(*src);
     if (!spec) return spec.error();
-    auto rules = RuleSet::compile(std::move(*spec), previous);
+    auto rules = RuleSet::compile(std::move(*spec), previous, pacer);
     if (!rules) return rules.error();
     LoadedRules out;
     out.server = std::move(*server);

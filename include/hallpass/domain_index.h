@@ -16,6 +16,8 @@
 
 namespace hallpass {
 
+class Pacer;
+
 // Layout and costs (see domain_index.cpp for why):
 //  - One open-addressing table of 12-byte slots (64-bit name hash + 32-bit value) at a load of
 //    about 0.8: ~15 bytes per distinct name, about 15 MB for 1M names. A value is the set id
@@ -53,8 +55,9 @@ class DomainIndex {
         // doubling (which briefly holds both copies).
         void reserve(size_t adds) { entries_.reserve(adds); }
 
-        // Distinct (name, set) pairs are sorted and deduplicated; the Builder is spent.
-        DomainIndex build() &&;
+        // Distinct (name, set) pairs are sorted and deduplicated; the Builder is spent. `pacer`
+        // (a reload's) is given a turn every few microseconds of work.
+        DomainIndex build(Pacer* pacer = nullptr) &&;
 
         size_t pending() const { return entries_.size(); }  // adds so far, duplicates included
 

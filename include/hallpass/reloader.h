@@ -10,6 +10,12 @@
 // then wait for its reload indefinitely: a watchdog thread raises a reload still running after
 // `idle_grace` to SCHED_OTHER at nice 19, which needs CAP_SYS_NICE or RLIMIT_NICE >= 1
 // (otherwise it logs that the reload waits for idle CPU).
+//
+// Pacing (pacer.h): while the workers keep taking the CPU from it, the reload works in 0.5 ms
+// bursts with 1.5 ms rests; a reload past `idle_grace` stops resting. With CPU to spare it never
+// rests. (On the 2-vCPU test VM even SCHED_IDLE work on the other vCPU slowed the workers; the
+// rests brought p50/p99 latency during a 1M-name reload from 11x/22x the quiet windows' to
+// about 2x/2.5x, for a reload 2-3x longer: docs/benchmarks-rules.md.)
 #pragma once
 
 #include <sys/types.h>
@@ -23,6 +29,7 @@
 
 namespace hallpass {
 
+class Pacer;
 class RuleStore;
 
 class Reloader {
@@ -59,6 +66,7 @@ class Reloader {
     std::condition_variable progress_;  // a reload started or ended (for the watchdog)
     std::chrono::milliseconds idle_grace_;
     pid_t reload_tid_ = 0;
+    Pacer* pacer_ = nullptr;  // the running reload's, under mutex_ (the watchdog hurries it)
     bool pending_ = false;
     bool stopping_ = false;
     bool running_ = false;       // a reload is in progress

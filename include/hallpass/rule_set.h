@@ -21,6 +21,8 @@
 
 namespace hallpass {
 
+class Pacer;
+
 struct RequestFacts {
     IpAddr client;
     std::string_view host;  // canonical (uri.h): lower case, no trailing dot, punycode
@@ -60,8 +62,10 @@ class RuleSet {
     // carry the position of what caused them. `previous` is the set in force when reloading: a
     // regex group (host_regex, url_regex) whose patterns are unchanged is shared with it, not
     // recompiled, so the DFA RE2 built lazily for past requests stays warm across the reload.
+    // `pacer` (a reload's) gets a turn every few microseconds of the work on lists and index.
     static Result<std::shared_ptr<const RuleSet>> compile(RulesSpec spec,
-                                                          const RuleSet* previous = nullptr);
+                                                          const RuleSet* previous = nullptr,
+                                                          Pacer* pacer = nullptr);
     // A rule set with no rules and default allow (no rules file).
     static std::shared_ptr<const RuleSet> allow_all();
 

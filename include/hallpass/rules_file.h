@@ -19,8 +19,10 @@ struct LoadedRules {
     long rss_delta_kib = 0;  // process RSS growth while loading (approximate)
 };
 
-// `previous`: the rule set in force when reloading (see RuleSet::compile), or null.
-Result<LoadedRules> load_rules_file(const std::string& path, const RuleSet* previous = nullptr);
+// `previous`: the rule set in force when reloading (see RuleSet::compile), or null; `pacer`: a
+// reload's (pacer.h), or null to run flat out (start-up, --check).
+Result<LoadedRules> load_rules_file(const std::string& path, const RuleSet* previous = nullptr,
+                                    Pacer* pacer = nullptr);
 
 // Current resident set size of this process in KiB (VmRSS), or 0.
 long current_rss_kib();

@@ -502,10 +502,10 @@ TEST_CASE("faults: SIGHUP every 5 ms under keep-alive load and open tunnels") {
     const size_t reloads = proxy.log_count("reload ok in ");
     MESSAGE(signals << " SIGHUPs in 3 s: " << reloads << " reloads, " << requests - requests_before
                     << " requests and " << echoes - echoes_before << " tunnel echoes meanwhile");
-    // The reload thread runs at nice 19: under this load (and slower still under ASan) it gets
-    // what the workers leave, so only a few of the merged reloads complete; one suffices to show
-    // swaps under load (the checks below see the new rules in force).
-    CHECK(reloads >= 1);
+    // The reload thread runs at SCHED_IDLE and rests while the workers are busy (reloader.h):
+    // under this load (slower still under ASan) the merged reloads may all still be running when
+    // the storm ends. The storm must not lose any, though: one completes once the load stops.
+    CHECK(proxy.wait_for_log_count("reload ok in ", 1, 30s));
     CHECK(proxy.log_count("reload failed") == 0);
     CHECK(requests - requests_before > 100);
     CHECK(echoes - echoes_before > 100);
