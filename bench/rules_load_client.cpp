@@ -143,10 +143,11 @@ Options parse_args(int argc, char** argv) {
         }
     }
     if (o.proxy_port == 0 || o.url.empty()) {
-        std::fprintf(stderr,
-                     "usage: rules_load_client --proxy HOST:PORT --url URL [--conns N] "
-                     "[--seconds S] [--rate R] [--hup-pid PID --hup-every-ms MS [--hup-first-ms MS]] "
-                     "[--rss-pid PID [--rss-every-ms MS]] [--raw FILE]\n");
+        std::fprintf(
+            stderr,
+            "usage: rules_load_client --proxy HOST:PORT --url URL [--conns N] "
+            "[--seconds S] [--rate R] [--hup-pid PID --hup-every-ms MS [--hup-first-ms MS]] "
+            "[--rss-pid PID [--rss-every-ms MS]] [--raw FILE]\n");
         std::exit(2);
     }
     return o;
@@ -177,8 +178,8 @@ class Load {
         for (size_t i = 0; i < conns_.size(); ++i) {
             open(i);
             // Staggered, so the connections' schedules interleave evenly.
-            conns_[i].due_ns = interval_ns_ * static_cast<int64_t>(i) /
-                               static_cast<int64_t>(conns_.size());
+            conns_[i].due_ns =
+                interval_ns_ * static_cast<int64_t>(i) / static_cast<int64_t>(conns_.size());
         }
         int64_t next_hup = o_.hup_pid > 0 ? int64_t{o_.hup_first_ms} * 1000000 : -1;
         epoll_event events[256];
@@ -376,7 +377,7 @@ class Load {
     Clock::time_point t0_;
     int64_t end_ns_ = 0;
     int64_t interval_ns_ = 0;  // --rate: between one connection's requests
-    double start_unix_ = 0;  // to line up with log timestamps
+    double start_unix_ = 0;    // to line up with log timestamps
     size_t sent_ = 0, connects_ = 0, connect_errors_ = 0, idle_closes_ = 0;
     std::vector<Sample> samples_;
     std::vector<int64_t> hups_;

@@ -9,9 +9,8 @@
 // The hash is inlined: a call into libxxhash per label suffix cost more than hashing the
 // 5-20 bytes of one.
 #define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include <sys/mman.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cassert>
@@ -41,15 +40,16 @@ uint64_t chain(std::string_view label, uint64_t parent) {
 
 uint64_t folded(uint64_t hash) { return hash == 0 ? 1 : hash; }
 
-// Calls fn(label_start, chained_hash) for each label suffix of `name`, shortest first; stops
-// after `max_labels` or when fn returns false.
+// Calls fn(label_start, chained_hash) for each label suffix of `name`, shortest first, for at
+// most `max_labels` of them.
 template <class Fn>
 void for_each_label_hash(std::string_view name, uint64_t seed, size_t max_labels, Fn&& fn) {
     uint64_t hash = seed;
     size_t end = name.size();
     for (size_t n = 0; n < max_labels; ++n) {
         const void* dot = end == 0 ? nullptr : memrchr(name.data(), '.', end);
-        const size_t begin = dot ? static_cast<size_t>(static_cast<const char*>(dot) - name.data()) + 1 : 0;
+        const size_t begin =
+            dot ? static_cast<size_t>(static_cast<const char*>(dot) - name.data()) + 1 : 0;
         hash = chain(name.substr(begin, end - begin), hash);
         fn(begin, hash);
         if (begin == 0) return;
@@ -128,7 +128,7 @@ void sort_entries(std::vector<Entry>& entries, Pacer& pacer) {
     for (size_t b = 0; b < 256; ++b) {
         std::sort(entries.begin() + static_cast<ptrdiff_t>(start[b]),
                   entries.begin() + static_cast<ptrdiff_t>(start[b + 1]), less);
-        for (int i = 0; i < 64; ++i) pacer.pace();  // one look at the clocks per bucket
+        pacer.pace_now();
     }
 }
 

@@ -32,7 +32,8 @@ void Pacer::check() {
     if (static_cast<double>(cpu - burst_cpu_ns_) <
         options_.contended_below * static_cast<double>(elapsed)) {
         const int64_t rest = std::chrono::nanoseconds(options_.rest).count();
-        timespec ts{static_cast<time_t>(rest / 1'000'000'000), static_cast<long>(rest % 1'000'000'000)};
+        timespec ts{static_cast<time_t>(rest / 1'000'000'000),
+                    static_cast<long>(rest % 1'000'000'000)};
         nanosleep(&ts, nullptr);
         ++rests_;
         rested_ns_ += clock_ns(CLOCK_MONOTONIC) - wall;
@@ -42,7 +43,8 @@ void Pacer::check() {
 }
 
 std::chrono::milliseconds Pacer::rested() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds(rested_ns_));
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::nanoseconds(rested_ns_));
 }
 
 }  // namespace hallpass

@@ -105,7 +105,9 @@ void Reloader::watch() {
         progress_.wait(lock, [this] { return running_ || stopping_; });
         if (stopping_) return;
         const unsigned long reload = started_;
-        const auto same_reload_running = [&] { return running_ && started_ == reload && !stopping_; };
+        const auto same_reload_running = [&] {
+            return running_ && started_ == reload && !stopping_;
+        };
         if (progress_.wait_for(lock, idle_grace_, [&] { return !same_reload_running(); })) {
             continue;
         }
@@ -115,10 +117,11 @@ void Reloader::watch() {
             LOG_INFO("reload: no idle CPU for %lld ms; it goes on at nice 19 without rests",
                      static_cast<long long>(idle_grace_.count()));
         } else {
-            LOG_WARN("reload: no idle CPU for %lld ms, and the reload thread may not be raised "
-                     "to nice 19 (%s; needs CAP_SYS_NICE or RLIMIT_NICE >= 1): it finishes when "
-                     "the CPU has time to spare; the old rules serve meanwhile",
-                     static_cast<long long>(idle_grace_.count()), std::strerror(errno));
+            LOG_WARN(
+                "reload: no idle CPU for %lld ms, and the reload thread may not be raised "
+                "to nice 19 (%s; needs CAP_SYS_NICE or RLIMIT_NICE >= 1): it finishes when "
+                "the CPU has time to spare; the old rules serve meanwhile",
+                static_cast<long long>(idle_grace_.count()), std::strerror(errno));
         }
         progress_.wait(lock, [&] { return !same_reload_running(); });
     }
@@ -145,12 +148,13 @@ void Reloader::reload_once() {
         return;
     }
     const RuleSet& next = *loaded->rules;
-    LOG_INFO("reload ok in %.0f ms: rules %zu -> %zu, entries %zu -> %zu (%s)%s; %lld ms of it "
-             "resting for busy workers",
-             loaded->load_ms, old->rule_count(), next.rule_count(), old->entry_count(),
-             next.entry_count(), path_.c_str(),
-             next.regexes_shared_with(*old) ? ", regexes unchanged: compiled sets kept" : "",
-             static_cast<long long>(pacer.rested().count()));
+    LOG_INFO(
+        "reload ok in %.0f ms: rules %zu -> %zu, entries %zu -> %zu (%s)%s; %lld ms of it "
+        "resting for busy workers",
+        loaded->load_ms, old->rule_count(), next.rule_count(), old->entry_count(),
+        next.entry_count(), path_.c_str(),
+        next.regexes_shared_with(*old) ? ", regexes unchanged: compiled sets kept" : "",
+        static_cast<long long>(pacer.rested().count()));
     std::weak_ptr<const RuleSet> previous = old;
     old.reset();
     store_.publish(std::move(loaded->rules));

@@ -79,7 +79,7 @@ std::shared_ptr<const RuleSet> RuleSet::allow_all() {
 }
 
 Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const RuleSet* previous,
-                                                       Pacer* pacer) {
+                                                        Pacer* pacer) {
     Pacer off;
     Pacer& pace = pacer ? *pacer : off;
     std::shared_ptr<RuleSet> rs(new RuleSet());
@@ -201,8 +201,8 @@ void RuleSet::for_each_destination_match(const RequestFacts& facts, const uint32
     names_.start_suffix_lookup(facts.host, lookup);
     // RE2::Set::Match with a vector allocates (a match set) and cannot stop at the first match;
     // most hosts match no pattern, so the cheap yes/no question comes first.
-    const bool host_re_may = host_re_ && host_re_first_rule_ < bound &&
-                             host_re_->Match(facts.host, nullptr);
+    const bool host_re_may =
+        host_re_ && host_re_first_rule_ < bound && host_re_->Match(facts.host, nullptr);
     const bool url_re_may = url_re_ && url_re_first_rule_ < bound && !facts.url.empty() &&
                             url_re_->Match(facts.url, nullptr);
     // One walk over the host's label suffixes answers hosts (the whole host only), domains and
@@ -284,7 +284,8 @@ Explanation RuleSet::explain(const RequestFacts& facts) const {
     bool found = false;
     const uint32_t no_bound = UINT32_MAX;
     for_each_destination_match(
-        facts, no_bound, [&](uint32_t hit, const char* kind, std::string_view name, uint32_t entry) {
+        facts, no_bound,
+        [&](uint32_t hit, const char* kind, std::string_view name, uint32_t entry) {
             if (found || hit != r) return;
             found = true;
             ex.condition = kind;

@@ -69,7 +69,8 @@ class RuleSet {
     // A rule set with no rules and default allow (no rules file).
     static std::shared_ptr<const RuleSet> allow_all();
 
-    // Hot path: no lock. (RE2::Set::Match with a result vector allocates; see docs/benchmarks-rules.md.)
+    // Hot path: no lock. (RE2::Set::Match with a result vector allocates; see
+    // docs/benchmarks-rules.md.)
     Decision decide(const RequestFacts& facts) const;
     // The same decision with the matching condition and entry (slower; for the CLI).
     Explanation explain(const RequestFacts& facts) const;

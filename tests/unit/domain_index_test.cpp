@@ -186,7 +186,8 @@ TEST_CASE("domain_index: memory stays compact and posting lists are shared") {
 
 TEST_CASE("domain_index: the two-step lookup gives what the one-step walk gives") {
     const DomainIndex index = build({{"example.com", 1}, {"b.example.com", 2}, {"com", 3}});
-    for (const char* host : {"a.b.example.com", "example.com", "com", "x.org", "", "b.example.com"}) {
+    for (const char* host :
+         {"a.b.example.com", "example.com", "com", "x.org", "", "b.example.com"}) {
         INFO("host = " << host);
         DomainIndex::SuffixLookup lookup;
         index.start_suffix_lookup(host, lookup);

@@ -31,7 +31,8 @@ TEST_CASE("pacer: an inactive pacer and an uncontended one never rest") {
     busy_for(off, std::chrono::milliseconds(20));
     CHECK(off.rests() == 0);
     // contended_below 0: no burst counts as contended, whatever the machine does.
-    Pacer never{Pacer::Options{std::chrono::microseconds(500), std::chrono::microseconds(1500), 0.0}};
+    Pacer never{
+        Pacer::Options{std::chrono::microseconds(500), std::chrono::microseconds(1500), 0.0}};
     busy_for(never, std::chrono::milliseconds(20));
     CHECK(never.rests() == 0);
     CHECK(never.rested().count() == 0);
@@ -40,7 +41,8 @@ TEST_CASE("pacer: an inactive pacer and an uncontended one never rest") {
 TEST_CASE("pacer: contended bursts are followed by rests; hurry() stops them") {
     // contended_below 2: every burst counts as contended (CPU time never reaches twice the wall
     // time), so every 0.5 ms burst is followed by a 1.5 ms rest.
-    Pacer pacer{Pacer::Options{std::chrono::microseconds(500), std::chrono::microseconds(1500), 2.0}};
+    Pacer pacer{
+        Pacer::Options{std::chrono::microseconds(500), std::chrono::microseconds(1500), 2.0}};
     busy_for(pacer, std::chrono::milliseconds(40));
     // 40 ms of wall time hold at most 20 burst+rest pairs, and at least a few.
     CHECK(pacer.rests() >= 5);

@@ -89,7 +89,8 @@ TEST_CASE("reloader: a reload runs at SCHED_IDLE and publishes the new rules") {
     RuleStore store(std::move(first->rules));  // the store holds the only reference
     Seen seen;
     std::atomic<int> published{0};
-    Reloader reloader(path, store, [&published] { ++published; }, record(seen));
+    Reloader reloader(
+        path, store, [&published] { ++published; }, record(seen));
 
     std::ofstream(path) << block_rule("b.example");
     reloader.request();
