@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -379,9 +380,82 @@ fs::path blocklists_dir() {
 // ---------------------------------------------------------------------------------------------
 // Process
 
+namespace {
+
+// Live children as kill() targets (pid, or -pid for a group of its own); 0 marks a free entry.
+// Lock-free so the crash handler can read it.
+constexpr size_t kMaxChildren = 512;
+std::atomic<pid_t> g_children[kMaxChildren];
+
+void register_child(pid_t target) {
+    for (auto& slot : g_children) {
+        pid_t free = 0;
+        if (slot.compare_exchange_strong(free, target)) return;
+    }
+}
+
+void unregister_child(pid_t target) {
+    for (auto& slot : g_children) {
+        pid_t expected = target;
+        if (slot.compare_exchange_strong(expected, 0)) return;
+    }
+}
+
+constexpr int kCrashSignals[] = {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+struct sigaction g_previous[sizeof kCrashSignals / sizeof *kCrashSignals];
+
+volatile sig_atomic_t g_crashing = 0;
+
+extern "C" void kill_children_on_crash(int sig, siginfo_t* info, void* context) {
+    if (g_crashing) {  // a handler called below raised again: die now
+        ::signal(sig, SIG_DFL);
+        ::raise(sig);
+        return;
+    }
+    g_crashing = 1;
+    for (auto& slot : g_children) {
+        const pid_t target = slot.load();
+        if (target != 0) ::kill(target, SIGKILL);  // async-signal-safe
+    }
+    // Then what was there before: a sanitizer's report, or the default action. (doctest
+    // installs its own handler in front of this one for each test case; it reports, puts this
+    // one back and raises again.)
+    for (size_t i = 0; i < sizeof kCrashSignals / sizeof *kCrashSignals; ++i) {
+        if (kCrashSignals[i] != sig) continue;
+        const struct sigaction& old = g_previous[i];
+        ::sigaction(sig, &old, nullptr);
+        if ((old.sa_flags & SA_SIGINFO) != 0 && old.sa_sigaction != nullptr) {
+            old.sa_sigaction(sig, info, context);
+        } else if (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN &&
+                   old.sa_handler != nullptr) {
+            old.sa_handler(sig);
+        }
+    }
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+}
+
+// Before main(), so doctest's per-test-case handler always goes in front of this one.
+const bool g_reaper_installed = (install_child_reaper_on_crash(), true);
+
+}  // namespace
+
+void install_child_reaper_on_crash() {
+    for (size_t i = 0; i < sizeof kCrashSignals / sizeof *kCrashSignals; ++i) {
+        struct sigaction action {};
+        action.sa_sigaction = kill_children_on_crash;
+        action.sa_flags = SA_SIGINFO;
+        sigemptyset(&action.sa_mask);
+        struct sigaction old {};
+        ::sigaction(kCrashSignals[i], &action, &old);
+        if (old.sa_sigaction != kill_children_on_crash) g_previous[i] = old;
+    }
+}
+
 Process::Process(const std::vector<std::string>& argv, SpawnOptions options)
     : argv_(argv), own_group_(options.own_process_group) {
     if (argv.empty()) throw std::invalid_argument("Process: empty argv");
+    (void)g_reaper_installed;
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, options.stdin_path.c_str(), O_RDONLY, 0);
@@ -422,6 +496,7 @@ Process::Process(const std::vector<std::string>& argv, SpawnOptions options)
         pid_ = -1;
         throw std::runtime_error("posix_spawn " + argv_[0] + ": " + std::strerror(rc));
     }
+    register_child(own_group_ ? -pid_ : pid_);
 }
 
 Process::~Process() {
@@ -454,6 +529,7 @@ bool Process::try_reap(bool block) {
     } while (r < 0 && errno == EINTR);
     if (r != pid_) return false;
     status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    unregister_child(own_group_ ? -pid_ : pid_);
     return true;
 }
 

@@ -98,6 +98,11 @@ fs::path blocklists_dir();
 // ---------------------------------------------------------------------------------------------
 // Child processes
 
+// Installs the crash handler described at Process (done before main()); the handlers it
+// replaces run after it. Again for tests: a forked child resets SIGABRT to SIG_DFL first, so
+// doctest's handler is not chained.
+void install_child_reaper_on_crash();
+
 struct SpawnOptions {
     fs::path stdout_path = "/dev/null";
     fs::path stderr_path = "/dev/null";
@@ -110,6 +115,10 @@ struct SpawnOptions {
 
 // A child started with posix_spawn (PATH is searched). Proxy variables (http_proxy, no_proxy,
 // ...) are removed from its environment. The destructor SIGKILLs and reaps it if it still runs.
+// A test that crashes runs no destructors: a handler for SIGABRT, SIGSEGV, SIGBUS, SIGFPE and
+// SIGILL (installed before main(), so doctest's report comes first; the handler it replaced,
+// a sanitizer's, runs after it) SIGKILLs every child still registered, then lets the signal
+// kill the test as before.
 class Process {
   public:
     Process(const std::vector<std::string>& argv, SpawnOptions options = {});

@@ -9,7 +9,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+#include <string>
 
 using namespace hallpass::e2e;
 
@@ -185,4 +190,45 @@ TEST_CASE("harness: the echo server echoes on many connections; a reset-after-he
         REQUIRE(wait_until([&] { return stall.connections() == 1; }, 3s));
     }
     CHECK(wait_until([&] { return stall.closed_by_peer() == 1; }, 3s));
+}
+
+TEST_CASE("harness: a test that crashes takes the processes it started down with it") {
+    // A forked copy of this test plays the crashing test: it starts a child through the harness
+    // and dies of SIGABRT (as a failed assertion or a sanitizer report would), running no
+    // destructors. Without the harness's crash handler the child would outlive it.
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    const pid_t crasher = fork();
+    REQUIRE(crasher >= 0);
+    if (crasher == 0) {
+        close(fds[0]);
+        ::signal(SIGABRT, SIG_DFL);  // not doctest's handler: it would report into our output
+        install_child_reaper_on_crash();
+        Process sleeper({"sleep", "60"});
+        const pid_t pid = sleeper.pid();
+        if (write(fds[1], &pid, sizeof pid) != sizeof pid) _exit(3);
+        ::raise(SIGABRT);
+        _exit(4);  // not reached
+    }
+    close(fds[1]);
+    pid_t sleeper = 0;
+    const ssize_t got = read(fds[0], &sleeper, sizeof sleeper);
+    close(fds[0]);
+    int status = 0;
+    REQUIRE(waitpid(crasher, &status, 0) == crasher);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGABRT);
+    REQUIRE(got == sizeof sleeper);
+    REQUIRE(sleeper > 0);
+    // The sleeper was re-parented when the crasher died: killed, it is gone or a zombie (state
+    // Z) for whatever reaps orphans here.
+    const auto dead = [sleeper] {
+        std::ifstream stat("/proc/" + std::to_string(sleeper) + "/stat");
+        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+        const size_t paren = text.rfind(')');
+        return !stat || paren == std::string::npos || text.compare(paren + 2, 1, "Z") == 0;
+    };
+    const bool gone = wait_until(dead, 5s);
+    if (!gone) ::kill(sleeper, SIGKILL);
+    CHECK(gone);
 }
