@@ -155,20 +155,22 @@ void Reloader::reload_once() {
         next.entry_count(), path_.c_str(),
         next.regexes_shared_with(*old) ? ", regexes unchanged: compiled sets kept" : "",
         static_cast<long long>(pacer.rested().count()));
-    std::weak_ptr<const RuleSet> previous = old;
-    old.reset();
     store_.publish(std::move(loaded->rules));
     if (on_published_) on_published_();
     if (on_result_) on_result_(true, "");
     std::unique_lock<std::mutex> lock(mutex_);
     ++ok_;
-    // The workers drop the old snapshot on their next loop turn; then the memory the old set
-    // and the load's temporaries used goes back to the system, so the next reload starts from
-    // the steady footprint (old + new, not old + new + what the allocator kept).
-    for (int i = 0; i < 200 && !stopping_ && !previous.expired(); ++i) {
+    // The workers drop the old snapshot on their next loop turn. This thread keeps a reference
+    // until they have, so that the old set (its index, its regex sets with their DFA caches) is
+    // usually freed here and not on a worker's event loop; a request still pinning it after 2 s
+    // frees it when it ends. Then the memory the old set and the load's temporaries used goes
+    // back to the system, so the next reload starts from the steady footprint (old + new, not
+    // old + new + what the allocator kept).
+    for (int i = 0; i < 200 && !stopping_ && old.use_count() > 1; ++i) {
         wake_.wait_for(lock, std::chrono::milliseconds(10));
     }
     lock.unlock();
+    old.reset();
     malloc_trim(0);
 }
 
