@@ -98,7 +98,7 @@ void Reloader::run() {
     }
 }
 
-// Raises a reload that found no idle CPU for idle_grace_ (see reloader.h).
+// Raises a reload still running after idle_grace_ (see reloader.h).
 void Reloader::watch() {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
@@ -114,13 +114,13 @@ void Reloader::watch() {
         if (pacer_ != nullptr) pacer_->hurry();
         sched_param param{};
         if (sched_setscheduler(reload_tid_, SCHED_OTHER, &param) == 0) {
-            LOG_INFO("reload: no idle CPU for %lld ms; it goes on at nice 19 without rests",
+            LOG_INFO("reload: still running after %lld ms; it goes on at nice 19 without rests",
                      static_cast<long long>(idle_grace_.count()));
         } else {
             LOG_WARN(
-                "reload: no idle CPU for %lld ms, and the reload thread may not be raised "
-                "to nice 19 (%s; needs CAP_SYS_NICE or RLIMIT_NICE >= 1): it finishes when "
-                "the CPU has time to spare; the old rules serve meanwhile",
+                "reload: still running after %lld ms, and the reload thread may not be raised "
+                "to nice 19 (%s; needs CAP_SYS_NICE or RLIMIT_NICE >= 1): it goes on with CPU "
+                "time the workers leave; the old rules serve meanwhile",
                 static_cast<long long>(idle_grace_.count()), std::strerror(errno));
         }
         progress_.wait(lock, [&] { return !same_reload_running(); });

@@ -5,17 +5,18 @@
 //
 // Priority: the reload thread runs at SCHED_IDLE (nice 19 underneath), so it uses only CPU time
 // the workers, and everything else on the machine, leave: a waking worker preempts it at once.
-// (At nice 19 alone the scheduler let it keep a CPU for a slice while workers waited, and
-// latency during a reload rose 7-60x; docs/benchmarks-rules.md.) A proxy with no idle CPU would
-// then wait for its reload indefinitely: a watchdog thread raises a reload still running after
-// `idle_grace` to SCHED_OTHER at nice 19, which needs CAP_SYS_NICE or RLIMIT_NICE >= 1
-// (otherwise it logs that the reload waits for idle CPU).
+// (At nice 19 the scheduler let it keep a CPU for a slice while workers waited: p50 latency
+// during a reload was 21-28x that outside reloads; docs/benchmarks-rules.md.) A proxy with no
+// idle CPU would then wait for its reload indefinitely: a watchdog thread raises a reload still
+// running after `idle_grace` to SCHED_OTHER at nice 19, which needs CAP_SYS_NICE or
+// RLIMIT_NICE >= 1 (otherwise it logs that the reload goes on with the CPU time the workers
+// leave).
 //
 // Pacing (pacer.h): while the workers keep taking the CPU from it, the reload works in 0.5 ms
 // bursts with 1.5 ms rests; a reload past `idle_grace` stops resting. With CPU to spare it never
 // rests. (On the 2-vCPU test VM even SCHED_IDLE work on the other vCPU slowed the workers; the
 // rests brought p50/p99 latency during a 1M-name reload from 11x/22x the quiet windows' to
-// about 2x/2.5x, for a reload 2-3x longer: docs/benchmarks-rules.md.)
+// 2.2-3.9x / 2.4-9.2x, for a reload 2-3x longer: docs/benchmarks-rules.md.)
 #pragma once
 
 #include <sys/types.h>
