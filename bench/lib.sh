@@ -6,9 +6,9 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(dirname "$BENCH_DIR")
 
 BENCH_PIDS=()   # every long-running process we started, stopped in reverse order on exit
-BENCH_KEEP_TMP=0
+BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+log() { printf '[%s %s] %s\n' "${BENCH_LOG_TAG:-bench}" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # ensure_packages PKG...: apt-get only when something is missing.
@@ -93,10 +93,11 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# wait_port PORT PID: until something accepts on 127.0.0.1:PORT (10 s), or PID died.
+# wait_port PORT PID [TENTHS]: until something accepts on 127.0.0.1:PORT (default 10 s), or PID
+# died.
 wait_port() {
-    local port=$1 pid=$2 i
-    for i in $(seq 100); do
+    local port=$1 pid=$2 tenths=${3:-100} i
+    for ((i = 0; i < tenths; i++)); do
         kill -0 "$pid" 2>/dev/null || return 1
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.1

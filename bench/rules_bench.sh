@@ -26,14 +26,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-rbench}
 OUT=
 QUICK=0
-KEEP_TMP=0
+BENCH_KEEP_TMP=0
 WRK_ROUNDS_ARG=
 STEPS=()
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1 ;;
         --out) OUT=$2; shift ;;
-        --keep-tmp) KEEP_TMP=1 ;;
+        --keep-tmp) BENCH_KEEP_TMP=1 ;;
         --rounds) WRK_ROUNDS_ARG=$2; shift ;;
         -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         decide | callgrind | load | squid-load | reload | reload-speed | throughput | proxy-callgrind) STEPS+=("$1") ;;
@@ -57,77 +57,22 @@ HUP_EVERY_MS=2000
 SQUID_HUP_EVERY_MS=1000000
 CONNS=32
 
-log() { printf '[rules-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# bench/lib.sh: log, die, ensure_packages, the temp dir and cleanup on exit, start_bg, stop_pid,
+# forget_pid, free_port, wait_port. (Its rules_origin and rules_hallpass serve bench/run; this
+# script has its own, rules_origin and rules_hallpass.)
+BENCH_LOG_TAG=rules-bench
+. "$ROOT/bench/lib.sh"
 
-# ---------------------------------------------------------------------------------------------
-# Processes: each in its own session (setsid), stopped by PID (its group) on exit.
-PIDS=()
-TMP=
-cleanup() {
-    local i pid
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
-    if [ -n "$TMP" ] && [ "$KEEP_TMP" = 0 ]; then rm -rf "$TMP"; fi
-    [ -z "$TMP" ] || [ "$KEEP_TMP" = 0 ] || log "kept $TMP"
-}
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-# start_bg NAME CMD...: output in $TMP/NAME.out/.err; sets START_PID.
-start_bg() {
-    local name=$1
-    shift
-    setsid "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
-    START_PID=$!
-    PIDS+=("$START_PID")
-}
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# wait_port PORT PID [TENTHS]: until 127.0.0.1:PORT accepts (default 10 s), or PID died.
-wait_port() {
-    local port=$1 pid=$2 tenths=${3:-100} i
-    for ((i = 0; i < tenths; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
 # cpu_ns PID: CPU time of all PID's threads so far (schedstat: ns on the CPU).
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# vmrss_kib PID: VmRSS of PID alone (the numbers in docs/benchmarks-rules.md are measured so).
+vmrss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-
-ensure_packages() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
-            missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
 
 # ---------------------------------------------------------------------------------------------
 # Origin and proxies.
 
-start_origin() {
+rules_origin() {
     mkdir -p "$TMP/www" "$TMP/nginx-tmp"
     head -c 1024 /dev/urandom >"$TMP/www/1k"
     chmod 755 "$TMP/www"
@@ -156,9 +101,9 @@ EOF
     URL="http://127.0.0.1:$ORIGIN_PORT/1k"
 }
 
-# start_hallpass TAG RULES_YAML|none: sets HP_PID, HP_PORT; the config is $TMP/in/TAG.yaml
+# rules_hallpass TAG RULES_YAML|none: sets HP_PID, HP_PORT; the config is $TMP/in/TAG.yaml
 # (beside the lists, whose paths are relative to it).
-start_hallpass() {
+rules_hallpass() {
     local tag=$1 rules=$2 conf="$TMP/in/$1.yaml" i
     printf 'server:\n  admin: "off"\n  max_connections: 20000\n' >"$conf"
     [ "$rules" = none ] || cat "$TMP/in/$rules" >>"$conf"
@@ -267,7 +212,7 @@ step_load() {
 step_squid_load() {
     ensure_packages squid
     log "squid-load: 1M dstdomain names (loadavg $(loadavg))"
-    [ -n "${ORIGIN_PORT:-}" ] || start_origin
+    [ -n "${ORIGIN_PORT:-}" ] || rules_origin
     squid -v | head -1
     local r acl tag t0 t1 rss
     for r in $(seq "$SQUID_ROUNDS"); do
@@ -286,7 +231,7 @@ step_squid_load() {
             wait_port "$SQ_PORT" "$START_PID" 3000 || die "squid did not start: $(tail -3 "$TMP/$tag/cache.log")"
             t1=$(date +%s.%N)
             check_fetch "$SQ_PORT"
-            rss=$(rss_kib "$START_PID")
+            rss=$(vmrss_kib "$START_PID")
             printf '  squid -N start-up until it accepts: %.2f s, then RSS %d KiB\n' \
                 "$(echo "$t1 - $t0" | bc)" "$rss"
             stop_pid "$START_PID"
@@ -297,15 +242,15 @@ step_squid_load() {
     local tag=hp-start t0 t1
     for r in $(seq "$SQUID_ROUNDS"); do
         t0=$(date +%s.%N)
-        start_hallpass "hp-start-$r" rules-1m.yaml
+        rules_hallpass "hp-start-$r" rules-1m.yaml
         t1=$(date +%s.%N)
         check_fetch "$HP_PORT"
         printf 'hallpass start-up until "listening on" (1M names): %.2f s, then RSS %d KiB\n' \
-            "$(echo "$t1 - $t0" | bc)" "$(rss_kib "$HP_PID")"
+            "$(echo "$t1 - $t0" | bc)" "$(vmrss_kib "$HP_PID")"
         stop_pid "$HP_PID"
         forget_pid "$HP_PID"
-        start_hallpass "hp-start-none-$r" none
-        printf 'hallpass with no rules: RSS %d KiB\n' "$(rss_kib "$HP_PID")"
+        rules_hallpass "hp-start-none-$r" none
+        printf 'hallpass with no rules: RSS %d KiB\n' "$(vmrss_kib "$HP_PID")"
         stop_pid "$HP_PID"
         forget_pid "$HP_PID"
     done
@@ -327,14 +272,14 @@ raw_file() { echo "$TMP/raw-$(tr ' /%()' '_____' <<<"$1").tsv"; }
 step_reload() {
     ensure_packages nginx squid curl bc
     log "reload: ${RELOAD_SECS}s of keep-alive load, SIGHUP every ${HUP_EVERY_MS} ms (loadavg $(loadavg))"
-    [ -n "${ORIGIN_PORT:-}" ] || start_origin
-    start_hallpass hp-reload rules-1m.yaml
+    [ -n "${ORIGIN_PORT:-}" ] || rules_origin
+    rules_hallpass hp-reload rules-1m.yaml
     check_fetch "$HP_PORT"
     echo "hallpass $(${BUILD_DIR}/src/hallpass --version 2>&1 | head -1), rules-1m.yaml, $CONNS keep-alive connections, loadavg $(loadavg)"
     run_client "hallpass, no reloads" "$HP_PORT" "$HP_PID" "$RELOAD_SECS"
     run_client "hallpass, SIGHUP every ${HUP_EVERY_MS} ms" "$HP_PORT" "$HP_PID" "$RELOAD_SECS" "$HUP_EVERY_MS"
     echo "hallpass's reload log lines:"
-    grep -c 'reload ok' "$TMP/hp-reload.err" | sed 's/^/  reloads ok: /'
+    { grep -c 'reload ok' "$TMP/hp-reload.err" || true; } | sed 's/^/  reloads ok: /'
     grep -c 'reload failed' "$TMP/hp-reload.err" | sed 's/^/  reloads failed: /' || true
     sed -n 's/.*reload ok in \([0-9]*\) ms.*/\1/p' "$TMP/hp-reload.err" | sort -n |
         awk '{v[NR] = $1} END {if (NR) printf "  reload time: min %d ms, median %d ms, max %d ms\n", v[1], v[int((NR + 1) / 2)], v[NR]}'
@@ -361,8 +306,8 @@ step_reload() {
 step_reload_speed() {
     ensure_packages nginx curl python3
     log "reload-speed: open-loop and closed-loop load, SIGHUP every 8 s, ${SPEED_SECS}s each (loadavg $(loadavg))"
-    [ -n "${ORIGIN_PORT:-}" ] || start_origin
-    start_hallpass hp-speed rules-1m.yaml
+    [ -n "${ORIGIN_PORT:-}" ] || rules_origin
+    rules_hallpass hp-speed rules-1m.yaml
     check_fetch "$HP_PORT"
     echo "hallpass, rules-1m.yaml, $CONNS keep-alive connections, loadavg $(loadavg)"
     local label rps rate
@@ -391,7 +336,7 @@ step_reload_speed() {
 step_throughput() {
     ensure_packages nginx wrk curl
     log "throughput: wrk -t1 -c50 ${WRK_SECS}s, $WRK_ROUNDS interleaved rounds (loadavg $(loadavg))"
-    [ -n "${ORIGIN_PORT:-}" ] || start_origin
+    [ -n "${ORIGIN_PORT:-}" ] || rules_origin
     cat >"$TMP/wrk.lua" <<EOF
 wrk.path = "$URL"
 wrk.headers["Host"] = "127.0.0.1:$ORIGIN_PORT"
@@ -406,9 +351,9 @@ EOF
     local name
     for name in none 1m full; do
         case $name in
-            none) start_hallpass "hp-tp-$name" none ;;
-            1m) start_hallpass "hp-tp-$name" rules-1m.yaml ;;
-            full) start_hallpass "hp-tp-$name" rules-full.yaml ;;
+            none) rules_hallpass "hp-tp-$name" none ;;
+            1m) rules_hallpass "hp-tp-$name" rules-1m.yaml ;;
+            full) rules_hallpass "hp-tp-$name" rules-full.yaml ;;
         esac
         port[$name]=$HP_PORT
         pid[$name]=$HP_PID
@@ -460,7 +405,7 @@ EOF
 step_proxy_callgrind() {
     ensure_packages valgrind nginx
     log "proxy-callgrind: instructions per proxied GET /1k (loadavg $(loadavg))"
-    [ -n "${ORIGIN_PORT:-}" ] || start_origin
+    [ -n "${ORIGIN_PORT:-}" ] || rules_origin
     local name rules conf pid port i ok ir secs=$([ "$QUICK" = 1 ] && echo 3 || echo 8)
     printf '%-34s %10s %14s %10s\n' "rules" "requests" "instructions" "per request"
     for name in none 1m full; do
@@ -513,10 +458,8 @@ fi
 ninja -C "$BUILD_DIR" -j2 src/hallpass bench/rules_decide_bench bench/rules_file_bench \
     bench/rules_load_client >/dev/null || die "build failed"
 
-TMP=$(mktemp -d /tmp/hallpass-rules-bench.XXXXXX)
-chmod 755 "$TMP"   # nginx workers (nobody) and squid (proxy) read in here
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_setup_tmp   # nginx workers (nobody) and squid (proxy) read in here; cleanup on exit
+TMP=$BENCH_TMP
 [ -n "$OUT" ] || OUT=$ROOT/bench/results-rules/$(date -u +%Y%m%dT%H%M)-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 mkdir -p "$OUT"
 
@@ -532,7 +475,7 @@ chmod -R a+rX "$TMP/in"
 } | tee "$OUT/machine.txt" >&2
 
 for step in "${STEPS[@]}"; do
-    # Not in a pipeline: the step runs in this shell, so what it starts is in PIDS for cleanup
+    # Not in a pipeline: the step runs in this shell, so what it starts is in BENCH_PIDS for cleanup
     # and the origin it starts is reused by the next step.
     "step_${step//-/_}" > >(tee "$OUT/$step.txt") 2>&1
     sleep 0.2   # let tee drain before the next step's first line
