@@ -286,10 +286,15 @@ Explanation RuleSet::explain(const RequestFacts& facts) const {
     for_each_destination_match(
         facts, no_bound,
         [&](uint32_t hit, const char* kind, std::string_view name, uint32_t entry) {
-            if (found || hit != r) return;
+            if (hit != r) return;
+            const std::string k = kind;
+            // The first match reported explains the decision, except that the rule's `hosts:`
+            // entry for the whole host is named rather than its `domains:` entry for the same
+            // name (the index reports the latter first): the more specific reason, as before
+            // the two shared one index.
+            if (found && !(k == "hosts" && ex.condition == "domains")) return;
             found = true;
             ex.condition = kind;
-            std::string k = kind;
             if (k == "hosts" || k == "domains") {
                 const auto& list = k == "hosts" ? rule.hosts : rule.domains;
                 for (const auto& e : list) {

@@ -299,3 +299,28 @@ rules:
     CHECK(r.decide("10.0.0.1", "x.www.other.example") == "domain-block:block");
     CHECK(r.decide("10.0.0.1", "example") == "default:allow");
 }
+
+TEST_CASE("rule_set: explain names a rule's hosts entry over its domains entry for the same name") {
+    const Rules r(R"(default: allow
+rules:
+  - name: both
+    action: block
+    domains: [both.example]
+    hosts: [both.example]
+)");
+    auto explain = [&](const char* host) {
+        auto canonical = canonicalize_host(host);
+        REQUIRE(canonical.ok());
+        RequestFacts f{*IpAddr::parse("10.0.0.1"), canonical->host, canonical->kind, 443, ""};
+        return r.set->explain(f);
+    };
+    Explanation e = explain("both.example");
+    CHECK(e.rule_name == "both");
+    CHECK(e.condition == "hosts");
+    CHECK(e.entry == "both.example");
+    CHECK(e.entry_where == "rules.yaml:6:13");
+    e = explain("www.both.example");
+    CHECK(e.condition == "domains");
+    CHECK(e.entry == "both.example");
+    CHECK(e.entry_where == "rules.yaml:5:15");
+}
