@@ -14,7 +14,10 @@
 #include <sstream>
 #include <thread>
 
+#include "temp_dir.h"
+
 using namespace hallpass;
+using hallpass::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
@@ -196,15 +199,6 @@ class Json {
 
     std::string_view s_;
     size_t i_ = 0;
-};
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/hallpass-access-log-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
 };
 
 AccessLog::Options options(const fs::path& file, int workers = 1) {
@@ -481,7 +475,7 @@ TEST_CASE("access_log: a bad path fails at open with the reason") {
 }
 
 TEST_CASE("access_log: stop() writes what is buffered; later lines are counted as dropped") {
-    TempDir dir;
+    TempDir dir("hallpass-access-log");
     auto o = options(dir.path / "access.log");
     o.flush_interval_ms = 60'000;  // only stop() can write it
     auto log = AccessLog::open(o);
@@ -499,7 +493,7 @@ TEST_CASE("access_log: stop() writes what is buffered; later lines are counted a
 }
 
 TEST_CASE("access_log: a quiet log is written within the flush interval") {
-    TempDir dir;
+    TempDir dir("hallpass-access-log");
     auto o = options(dir.path / "access.log");
     o.flush_interval_ms = 50;
     o.format = AccessLogConfig::Format::Json;
@@ -513,7 +507,7 @@ TEST_CASE("access_log: a quiet log is written within the flush interval") {
 }
 
 TEST_CASE("access_log: threads x lines -> exactly that many whole lines") {
-    TempDir dir;
+    TempDir dir("hallpass-access-log");
     constexpr int kThreads = 4;
     constexpr int kLines = 20'000;
     auto o = options(dir.path / "access.log", kThreads);
@@ -559,7 +553,7 @@ TEST_CASE("access_log: threads x lines -> exactly that many whole lines") {
 }
 
 TEST_CASE("access_log: reopen after a rename writes later lines into the new file") {
-    TempDir dir;
+    TempDir dir("hallpass-access-log");
     auto o = options(dir.path / "access.log");
     o.flush_interval_ms = 60'000;
     auto log = AccessLog::open(o);
@@ -575,7 +569,7 @@ TEST_CASE("access_log: reopen after a rename writes later lines into the new fil
 }
 
 TEST_CASE("access_log: reopen that cannot open keeps the old file") {
-    TempDir dir;
+    TempDir dir("hallpass-access-log");
     fs::create_directory(dir.path / "logs");
     auto o = options(dir.path / "logs" / "access.log");
     auto log = AccessLog::open(o);

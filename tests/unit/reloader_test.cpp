@@ -20,19 +20,12 @@
 
 #include "hallpass/rule_store.h"
 #include "hallpass/rules_file.h"
+#include "temp_dir.h"
 
 using namespace hallpass;
+using hallpass::test::TempDir;
 
 namespace {
-
-struct Dir {
-    std::filesystem::path path;
-    Dir() {
-        char tmpl[] = "/tmp/hallpass-reloader-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~Dir() { std::filesystem::remove_all(path); }
-};
 
 // What the reload thread looked like when it reported its result.
 struct Seen {
@@ -81,7 +74,7 @@ std::string block_rule(const char* domain) {
 }  // namespace
 
 TEST_CASE("reloader: a reload runs at SCHED_IDLE and publishes the new rules") {
-    Dir dir;
+    TempDir dir("hallpass-reloader");
     const std::string path = (dir.path / "rules.yaml").string();
     std::ofstream(path) << block_rule("a.example");
     auto first = load_rules_file(path);
@@ -114,7 +107,7 @@ TEST_CASE("reloader: a reload runs at SCHED_IDLE and publishes the new rules") {
 }
 
 TEST_CASE("reloader: a reload still running after the idle grace goes on at nice 19") {
-    Dir dir;
+    TempDir dir("hallpass-reloader");
     // A list big enough that its reload outlasts a grace of 0 ms by far (tens of ms).
     {
         std::ofstream list(dir.path / "big.txt");

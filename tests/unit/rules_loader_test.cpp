@@ -7,20 +7,16 @@
 #include <fstream>
 
 #include "hallpass/yaml_source.h"
+#include "temp_dir.h"
 
 using namespace hallpass;
+using hallpass::test::TempDir;
 
 namespace {
 
 // A temp dir with an ads list in it; removed at the end of the test.
-struct Dir {
-    std::filesystem::path path;
-    Dir() {
-        char tmpl[] = "/tmp/hallpass-rules-XXXXXX";
-        path = mkdtemp(tmpl);
-        std::ofstream(path / "ads.txt") << "ads.example\n";
-    }
-    ~Dir() { std::filesystem::remove_all(path); }
+struct Dir : TempDir {
+    Dir() : TempDir("hallpass-rules") { std::ofstream(path / "ads.txt") << "ads.example\n"; }
 };
 
 Result<RulesSpec> load(const Dir& dir, const std::string& yaml) {
