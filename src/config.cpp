@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 #include <functional>
@@ -52,23 +53,49 @@ std::optional<Error> set_listen(const YamlSource& src, const YAML::Node& node, S
     return std::nullopt;
 }
 
-// A list of ports (1..65535) into `member`.
-Row port_list_row(std::string_view name, std::vector<uint16_t> ServerConfig::*member) {
-    return Row{name,
-               [name, member](const YamlSource& src, const YAML::Node& node,
-                              ServerConfig& cfg) -> std::optional<Error> {
-                   if (!node.IsSequence()) {
-                       return src.error_at(node,
-                                           "\"" + std::string(name) + "\" must be a list of ports");
-                   }
-                   (cfg.*member).clear();
-                   for (const YAML::Node& item : node) {
-                       auto port = src.get_int(item, name, 1, 65535);
-                       if (!port) return port.error();
-                       (cfg.*member).push_back(static_cast<uint16_t>(*port));
-                   }
-                   return std::nullopt;
-               }};
+// A list of ports and ranges (443, "1025-65535") into `member`.
+Row port_list_row(std::string_view name, PortRanges ServerConfig::*member) {
+    return Row{
+        name,
+        [name, member](const YamlSource& src, const YAML::Node& node,
+                       ServerConfig& cfg) -> std::optional<Error> {
+            const std::string key(name);
+            if (!node.IsSequence()) {
+                return src.error_at(node, "\"" + key +
+                                              "\" must be a list of ports or ranges "
+                                              "(443, \"1025-65535\")");
+            }
+            PortRanges out;
+            for (const YAML::Node& item : node) {
+                auto text = src.get_string(item, name);
+                if (!text) return text.error();
+                size_t dash = text->find('-');
+                if (dash == std::string::npos) {
+                    auto port = src.get_int(item, name, 1, 65535);
+                    if (!port) return port.error();
+                    auto p = static_cast<uint16_t>(*port);
+                    out.ranges.emplace_back(p, p);
+                    continue;
+                }
+                unsigned first = 0, last = 0;
+                std::string_view a(text->data(), dash),
+                    b(text->data() + dash + 1, text->size() - dash - 1);
+                auto r1 = std::from_chars(a.data(), a.data() + a.size(), first);
+                auto r2 = std::from_chars(b.data(), b.data() + b.size(), last);
+                bool ok = !a.empty() && !b.empty() && r1.ec == std::errc() &&
+                          r1.ptr == a.data() + a.size() && r2.ec == std::errc() &&
+                          r2.ptr == b.data() + b.size() && first >= 1 && last <= 65535 &&
+                          first <= last;
+                if (!ok) {
+                    return src.error_at(item, "bad port range \"" + *text + "\" in \"" + key +
+                                                  "\": expected FIRST-LAST within "
+                                                  "1-65535");
+                }
+                out.ranges.emplace_back(static_cast<uint16_t>(first), static_cast<uint16_t>(last));
+            }
+            cfg.*member = std::move(out);
+            return std::nullopt;
+        }};
 }
 
 std::optional<Error> set_allowed_clients(const YamlSource& src, const YAML::Node& node,
@@ -82,6 +109,39 @@ std::optional<Error> set_allowed_clients(const YamlSource& src, const YAML::Node
         }
     }
     cfg.allowed_clients = *list;
+    return std::nullopt;
+}
+
+// CIDRs ("127.0.0.0/8", "::1") or ADDR:PORT ("127.0.0.1:8080", "[::1]:631").
+std::optional<Error> set_allow_local_destinations(const YamlSource& src, const YAML::Node& node,
+                                                  ServerConfig& cfg) {
+    auto list = src.get_string_list(node, "allow_local_destinations");
+    if (!list) return list.error();
+    for (size_t i = 0; i < list->size(); ++i) {
+        if (auto err = check_local_exception((*list)[i])) {
+            return src.error_at(node.IsSequence() ? node[i] : node,
+                                "allow_local_destinations: " + *err);
+        }
+    }
+    cfg.allow_local_destinations = *list;
+    return std::nullopt;
+}
+
+std::optional<Error> set_admin_hosts(const YamlSource& src, const YAML::Node& node,
+                                     ServerConfig& cfg) {
+    auto list = src.get_string_list(node, "admin_hosts");
+    if (!list) return list.error();
+    for (size_t i = 0; i < list->size(); ++i) {
+        std::string& host = (*list)[i];
+        std::transform(host.begin(), host.end(), host.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (host.empty() || host.find_first_of(":/ ") != std::string::npos) {
+            return src.error_at(
+                node.IsSequence() ? node[i] : node,
+                "admin_hosts takes host names without port or scheme, got \"" + host + "\"");
+        }
+    }
+    cfg.admin_hosts = *list;
     return std::nullopt;
 }
 
@@ -211,6 +271,9 @@ const std::vector<Row>& rows() {
         {"block_page", set_block_page},
         {"access_log", set_access_log},
         {"admin", set_admin},
+        {"admin_hosts", set_admin_hosts},
+        int_row("admin_max_connections", &ServerConfig::admin_max_connections, 1, 100'000),
+        {"allow_local_destinations", set_allow_local_destinations},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
         int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),
     };
@@ -236,6 +299,14 @@ Result<ServerConfig> read_server_config(const YamlSource& src) {
         if (auto err = row.set(src, node, cfg)) return *err;
     }
     return cfg;
+}
+
+std::optional<std::string> check_local_exception(std::string_view text) {
+    if (parse_listen_address(text)) return std::nullopt;
+    NetSet check;
+    auto err = check.add(text);
+    if (!err) return std::nullopt;
+    return *err + " (expected a CIDR or ADDR:PORT)";
 }
 
 Result<ListenAddress> parse_listen_address(std::string_view text) {

@@ -499,9 +499,8 @@ void Connection::handle_request() {
             return;
         }
     }
-    const auto& http_ports = worker_.config().http_ports;
-    if (!http_ports.empty() &&
-        std::find(http_ports.begin(), http_ports.end(), uri->authority.port) == http_ports.end()) {
+    const PortRanges& http_ports = worker_.config().http_ports;
+    if (!http_ports.empty() && !http_ports.contains(uri->authority.port)) {
         reply_error(403, "plain HTTP to port " + std::to_string(uri->authority.port) +
                              " is not allowed (server.http_ports)");
         return;
@@ -514,6 +513,10 @@ void Connection::handle_request() {
     if (req_framing_.kind == BodyKind::Length && req_remaining_ == 0) req_body_done_ = true;
     req_chunked_ = ChunkedDecoder();
     client_keep_alive_ = client_wants_keep_alive(req_) && !draining_;
+    if (target_.kind != HostKind::Name) {
+        // An IP literal is checked at once; names after DNS (on_resolved).
+        if (auto ip = IpAddr::parse(target_.host); ip && refuse_destination(*ip)) return;
+    }
     if (!check_policy()) return;
 
     upstream_head_ = serialize_upstream_request(req_, uri_, req_framing_, true);
@@ -539,13 +542,15 @@ void Connection::handle_connect() {
         return;
     }
     target_ = std::move(*authority);
-    const auto& ports = worker_.config().connect_ports;
-    if (std::find(ports.begin(), ports.end(), target_.port) == ports.end()) {
+    if (!worker_.config().connect_ports.contains(target_.port)) {
         reply_error(403, "CONNECT to port " + std::to_string(target_.port) +
                              " is not allowed (server.connect_ports)");
         return;
     }
     is_connect_ = true;
+    if (target_.kind != HostKind::Name) {
+        if (auto ip = IpAddr::parse(target_.host); ip && refuse_destination(*ip)) return;
+    }
     if (!check_policy()) return;
     pool_key_ = target_.host_port();
     open_upstream(target_);
@@ -568,10 +573,12 @@ void Connection::handle_origin_form() {
 bool Connection::check_policy() {
     // The rule engine's decision point: the request head is parsed and the target canonical;
     // nothing has been resolved or connected yet, so a blocked request never reaches the network.
-    const RuleSet& rules = *worker_.rules();
+    rules_ = worker_.rules();
+    const RuleSet& rules = *rules_;
     std::string url = !is_connect_ && rules.needs_url() ? request_url() : std::string();
     RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
     Decision decision = rules.decide(facts);
+    decided_rule_ = decision.rule;
     const std::string& rule =
         decision.rule >= 0 ? rules.rule_name(decision.rule) : std::string("default");
     txn_.rule = rule;
@@ -582,6 +589,12 @@ bool Connection::check_policy() {
         txn_.kind = is_connect_ ? Transaction::Kind::Tunnel : Transaction::Kind::Relayed;
         return true;
     }
+    reply_blocked(rule);
+    return false;
+}
+
+void Connection::reply_blocked(const std::string& rule) {
+    txn_.rule = rule;
     txn_.kind = Transaction::Kind::Blocked;
     txn_.status = 403;
     LOG_DEBUG("c=%llu %s blocked %s by rule \"%s\"", static_cast<unsigned long long>(id_),
@@ -590,9 +603,36 @@ bool Connection::check_policy() {
     // for an allowed host. One with a body is closed (the body is never read).
     bool keep_alive = client_keep_alive_ && req_body_done_ && !is_connect_;
     std::string shown_url = is_connect_ ? target_.host_port() : request_url();
-    reply(make_block_response(rules.block_page_template(), target_.host, rule,
+    reply(make_block_response(rules_->block_page_template(), target_.host, rule,
                               client_ip_.to_string(), shown_url, keep_alive, req_.method == "HEAD"),
           keep_alive);
+}
+
+// The checks on where a request would go, before anything connects there: hallpass's own
+// listeners (a loop) and this host's own services (local destinations). True when refused (the
+// answer is on its way).
+bool Connection::refuse_destination(const IpAddr& ip) {
+    const SharedState& shared = worker_.shared();
+    txn_.url = is_connect_ ? target_.host_port() : request_url();
+    txn_.host = target_.host;
+    txn_.port = target_.port;
+    if (shared.is_self(ip, target_.port)) {
+        reply_error(403,
+                    "refusing to connect to hallpass itself (" + target_.host_port() +
+                        "): that would be a loop",
+                    true);
+        return true;
+    }
+    if (shared.destinations.refuses(ip, target_.port)) {
+        txn_.rule = "local-destination";
+        std::string where = ip.to_string() + " port " + std::to_string(target_.port);
+        reply_error(403,
+                    "local destination: " + target_.host_port() +
+                        (target_.kind == HostKind::Name ? " resolves to " + where : std::string()) +
+                        ", an address of the proxy host itself (server.allow_local_destinations)",
+                    true);
+        return true;
+    }
     return false;
 }
 
@@ -663,15 +703,20 @@ void Connection::on_resolved(const DnsAnswer& answer) {
         return;
     }
     addrs_ = answer.addresses;
+    // Every address is checked, not only the first: a rebinding answer may mix a public address
+    // with 127.0.0.1, and connect_next() would try the next one after a failure.
+    const bool second_check = rules_ && rules_->has_dest_nets();
+    std::string url = second_check && !is_connect_ && rules_->needs_url() ? request_url() : "";
+    RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
     for (auto& a : addrs_) {
         set_port(&a, target_.port);
-        // A request to hallpass's own listening address would come back to it, again and again.
         auto ip = IpAddr::from_sockaddr(reinterpret_cast<const sockaddr*>(&a));
-        if (ip && worker_.shared().is_self(*ip, target_.port)) {
-            reply_error(
-                403,
-                "refusing to connect to hallpass itself (" + pool_key_ + "): that would be a loop",
-                true);
+        if (!ip) continue;
+        if (refuse_destination(*ip)) return;
+        if (!second_check) continue;
+        Decision d = rules_->decide_address(facts, *ip, Decision{Action::Allow, decided_rule_});
+        if (d.action == Action::Block) {
+            reply_blocked(rules_->rule_name(d.rule));
             return;
         }
     }

@@ -263,6 +263,18 @@ Decision RuleSet::decide(const RequestFacts& facts) const {
     return Decision{spec_.rules[best].action, static_cast<int>(best)};
 }
 
+Decision RuleSet::decide_address(const RequestFacts& facts, const IpAddr& ip,
+                                 Decision before) const {
+    const uint32_t bound = before.rule < 0 ? UINT32_MAX : static_cast<uint32_t>(before.rule);
+    for (uint32_t r : dest_nets_) {  // ascending: the first that holds is the earliest
+        if (r >= bound) break;
+        if (spec_.rules[r].dest_nets.contains(ip) && rule_holds(r, facts)) {
+            return Decision{spec_.rules[r].action, static_cast<int>(r)};
+        }
+    }
+    return before;
+}
+
 Explanation RuleSet::explain(const RequestFacts& facts) const {
     Explanation ex;
     ex.decision = decide(facts);

@@ -117,6 +117,10 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     }
     s->shared_->allowed_clients.compile();
     s->shared_->local_addresses = local_addresses();
+    auto guard =
+        DestinationGuard::create(s->shared_->local_addresses, s->cfg_.allow_local_destinations);
+    if (!guard) return guard.error();
+    s->shared_->destinations = std::move(*guard);
     int threads = s->cfg_.threads > 0 ? s->cfg_.threads
                                       : static_cast<int>(std::thread::hardware_concurrency());
     if (threads <= 0) threads = 1;

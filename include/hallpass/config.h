@@ -7,8 +7,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "hallpass/error.h"
@@ -23,6 +25,19 @@ struct AccessLogConfig {
     Format format = Format::Squid;
     bool enabled() const { return !path.empty(); }
     bool operator==(const AccessLogConfig&) const = default;
+};
+
+// Ports as closed ranges ("443", "1025-65535"), for connect_ports and http_ports.
+struct PortRanges {
+    std::vector<std::pair<uint16_t, uint16_t>> ranges;
+    bool contains(uint16_t port) const {
+        for (const auto& [first, last] : ranges) {
+            if (port >= first && port <= last) return true;
+        }
+        return false;
+    }
+    bool empty() const { return ranges.empty(); }
+    bool operator==(const PortRanges&) const = default;
 };
 
 struct ServerConfig {
@@ -50,8 +65,13 @@ struct ServerConfig {
     size_t pool_max_idle = 1024;  // idle connections kept in all
     int pool_idle_timeout_ms = 30'000;
 
-    std::vector<uint16_t> connect_ports = {443};  // CONNECT allowed to these ports only
-    std::vector<uint16_t> http_ports;             // plain HTTP to these ports only; empty = all
+    PortRanges connect_ports = {{{443, 443}}};  // CONNECT allowed to these ports only
+    // Plain HTTP to these ports only (empty = all): by default not to the well-known ports of
+    // other protocols (SMTP, SSH, ...), at which a cross-protocol POST could be aimed.
+    PortRanges http_ports = {{{80, 80}, {443, 443}, {8080, 8080}, {1025, 65535}}};
+    // Destinations on this host (loopback, unspecified, link-local, its own interface addresses)
+    // are refused unless listed here: CIDRs, or ADDR:PORT ("127.0.0.1:8080", "[::1]:631").
+    std::vector<std::string> allow_local_destinations;
 
     // Who may use the proxy at all (no open proxy): loopback, RFC 1918, link-local, IPv6 ULA
     // and link-local by default. Others get 403 before anything else happens.
@@ -74,6 +94,10 @@ struct ServerConfig {
     // can reach it reads the statistics (hosts, client addresses), so it stays on loopback
     // unless the admin binds it elsewhere on purpose.
     std::string admin = "127.0.0.1:12346";
+    // Host names (besides its own addresses and localhost) under which the admin endpoint may
+    // be reached; any other Host gets 421, so a DNS-rebinding page cannot read it.
+    std::vector<std::string> admin_hosts;
+    int admin_max_connections = 64;  // open admin connections; more wait in the backlog
 };
 
 // A listen address: "0.0.0.0:12345", "127.0.0.1:0" (any free port), "[::1]:12345".
@@ -82,6 +106,9 @@ struct ListenAddress {
     socklen_t len = 0;
 };
 Result<ListenAddress> parse_listen_address(std::string_view text);
+
+// An allow_local_destinations entry: nullopt when `text` is a CIDR or ADDR:PORT, else why not.
+std::optional<std::string> check_local_exception(std::string_view text);
 
 // "ip" or "ip:port" (IPv6: "[ip]:port") as formatted for logs: inet_ntop plus port.
 std::string format_address(const sockaddr* addr);

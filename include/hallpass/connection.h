@@ -26,6 +26,7 @@ struct evbuffer;
 namespace hallpass {
 
 class Worker;
+class RuleSet;
 struct DnsAnswer;
 
 class Connection final : public Relay::Owner {
@@ -84,6 +85,8 @@ class Connection final : public Relay::Owner {
     void handle_connect();
     void handle_origin_form();
     bool check_policy();
+    bool refuse_destination(const IpAddr& ip);
+    void reply_blocked(const std::string& rule);
     std::string request_url() const;
     void next_request();
 
@@ -137,9 +140,9 @@ class Connection final : public Relay::Owner {
     // Connection-wide flags.
     bool draining_ = false;
     bool client_eof_ = false;
-    bool in_process_ = false;  // process_input() is on the stack
-    bool reprocess_ = false;   // ...and must look at the input again
-    bool lingering_ = false;   // Closing: output flushed, SHUT_WR sent, discarding input
+    bool in_process_ = false;     // process_input() is on the stack
+    bool reprocess_ = false;      // ...and must look at the input again
+    bool lingering_ = false;      // Closing: output flushed, SHUT_WR sent, discarding input
     bool tunnel_closed_ = false;  // the tunnel ended by both sides closing, not an error/timeout
 
     // The current request.
@@ -157,6 +160,11 @@ class Connection final : public Relay::Owner {
     bool req_body_done_ = true;
     bool client_keep_alive_ = false;
     bool client_paused_ = false;  // client reads paused: upstream output full
+
+    // The rule snapshot that decided the request, and the deciding rule (-1: the default), for
+    // the second check after DNS.
+    std::shared_ptr<const RuleSet> rules_;
+    int decided_rule_ = -1;
 
     // Upstream choice.
     std::vector<sockaddr_storage> addrs_;
@@ -183,9 +191,9 @@ class Connection final : public Relay::Owner {
     Transaction txn_;
     bool txn_open_ = false;
     int64_t txn_start_ms_ = 0;
-    int64_t phase_start_ms_ = 0;      // start of the DNS lookup or of the first connect
-    uint64_t client_in_total_ = 0;    // bytes taken out of the client's input buffer
-    uint64_t client_out_total_ = 0;   // bytes queued for the client
+    int64_t phase_start_ms_ = 0;     // start of the DNS lookup or of the first connect
+    uint64_t client_in_total_ = 0;   // bytes taken out of the client's input buffer
+    uint64_t client_out_total_ = 0;  // bytes queued for the client
     uint64_t txn_in_base_ = 0;
     uint64_t txn_out_base_ = 0;
 };

@@ -72,6 +72,13 @@ class RuleSet {
     // Hot path: no lock. (RE2::Set::Match with a result vector allocates; see
     // docs/benchmarks-rules.md.)
     Decision decide(const RequestFacts& facts) const;
+    // The second check, after DNS: `before` is decide(facts) (an allow), `ip` one address the
+    // host resolved to. A rule with dest_nets containing `ip` that comes before the rule that
+    // decided (or any, when the default decided) and whose other conditions hold takes over;
+    // otherwise `before` stands. Names are still decided before DNS; this only lets dest_nets
+    // see where a name leads (an admin keeps kids off 10.0.0.0/8 whatever the name).
+    Decision decide_address(const RequestFacts& facts, const IpAddr& ip, Decision before) const;
+    bool has_dest_nets() const { return !dest_nets_.empty(); }
     // The same decision with the matching condition and entry (slower; for the CLI).
     Explanation explain(const RequestFacts& facts) const;
 

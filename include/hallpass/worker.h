@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "hallpass/config.h"
+#include "hallpass/destination_guard.h"
 #include "hallpass/http_parser.h"
 #include "hallpass/net_set.h"
 #include "hallpass/rule_store.h"
@@ -43,6 +44,7 @@ struct SharedState {
     NetSet allowed_clients;            // server.allowed_clients, compiled
     std::vector<SelfAddress> self;     // where hallpass listens
     NetSet local_addresses;            // this machine's addresses (for `any` listeners)
+    DestinationGuard destinations;     // local destinations and their exceptions
     // Receivers of every finished request (access log, statistics). Set before workers start;
     // read-only afterwards; each sink is called on the worker threads.
     std::vector<TransactionSink*> sinks;

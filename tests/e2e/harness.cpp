@@ -1135,6 +1135,8 @@ Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
     for (std::string line; std::getline(extra, line);)
         if (!trim(line).empty()) yaml += "  " + line + "\n";
     yaml += "  admin: \"" + options.admin + "\"\n";
+    if (!options.allow_local.empty())
+        yaml += "  allow_local_destinations: " + options.allow_local + "\n";
     server_section_ = yaml;
     config_path_ = dir / (stem + ".yaml");
     write_rules(options.rules_yaml);

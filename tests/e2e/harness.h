@@ -365,6 +365,9 @@ struct HallpassOptions {
     // server.admin: "off" (the default here, so tests never race for the fixed default port),
     // or ADDR:PORT ("127.0.0.1:0": any free port, see Hallpass::admin_port()).
     std::string admin = "off";
+    // server.allow_local_destinations: the test origins listen on loopback, which hallpass
+    // refuses by default. An empty string writes no key (the product's default: none allowed).
+    std::string allow_local = "[\"127.0.0.0/8\", \"::1\"]";
 };
 
 // Starts hallpass -c <temp>/hallpass.yaml --listen ... and waits (10 s) for its "listening on"

@@ -12,10 +12,14 @@ TEST_CASE("config: an empty file gives the defaults") {
     auto cfg = parse_server_config("", "rules.yaml");
     REQUIRE(cfg.ok());
     CHECK(cfg->listen == std::vector<std::string>{"0.0.0.0:12345"});
-    CHECK(cfg->connect_ports == std::vector<uint16_t>{443});
+    CHECK(cfg->connect_ports.ranges == std::vector<std::pair<uint16_t, uint16_t>>{{443, 443}});
     CHECK(cfg->hosts_file == "/etc/hosts");
     CHECK(cfg->threads == 0);
-    CHECK(cfg->http_ports.empty());
+    // Plain HTTP: 80, 443, 8080 and the unprivileged ports; not SMTP, SSH, ...
+    for (uint16_t p : {80, 443, 8080, 1025, 3128, 65535}) CHECK(cfg->http_ports.contains(p));
+    for (uint16_t p : {22, 25, 110, 143, 465, 587, 1024}) CHECK_FALSE(cfg->http_ports.contains(p));
+    CHECK(cfg->allow_local_destinations.empty());
+    CHECK(cfg->admin_hosts.empty());
     CHECK(cfg->allowed_clients.size() == 8);
     CHECK(cfg->max_connections_per_client == 512);
     CHECK(cfg->admin == "127.0.0.1:12346");
@@ -29,6 +33,9 @@ server:
   head_timeout_ms: 1500
   max_connections: 7
   connect_ports: [443, 8443]
+  http_ports: [80, "8000-8100"]
+  allow_local_destinations: ["127.0.0.1:8080", "192.168.1.0/24", "[::1]:631"]
+  admin_hosts: [Proxy.Lan]
   hosts_file: /tmp/hosts
   nameservers: ["127.0.0.1:5353", "::1", "10.0.0.1"]
   admin: "[::1]:9000"
@@ -40,7 +47,13 @@ server:
     CHECK(cfg->threads == 3);
     CHECK(cfg->head_timeout_ms == 1500);
     CHECK(cfg->max_connections == 7);
-    CHECK(cfg->connect_ports == std::vector<uint16_t>{443, 8443});
+    CHECK(cfg->connect_ports.ranges ==
+          std::vector<std::pair<uint16_t, uint16_t>>{{443, 443}, {8443, 8443}});
+    CHECK(cfg->http_ports.contains(8050));
+    CHECK_FALSE(cfg->http_ports.contains(8101));
+    CHECK_FALSE(cfg->http_ports.contains(443));
+    CHECK(cfg->allow_local_destinations.size() == 3);
+    CHECK(cfg->admin_hosts == std::vector<std::string>{"proxy.lan"});
     CHECK(cfg->hosts_file == "/tmp/hosts");
     CHECK(cfg->nameservers.size() == 3);
     CHECK(cfg->admin == "[::1]:9000");
@@ -79,7 +92,18 @@ TEST_CASE("config: errors carry file:line:col and a did-you-mean") {
         {"- a\n- b\n", "rules.yaml:1:1: the top level must be a map (key: value)"},
         {"server:\n  allowed_clients: [10.0.0.1/8]\n",
          "rules.yaml:2:21: allowed_clients: \"10.0.0.1/8\" has host bits set"},
-        {"server:\n  http_ports: 80\n", "rules.yaml:2:15: \"http_ports\" must be a list of ports"},
+        {"server:\n  http_ports: 80\n",
+         "rules.yaml:2:15: \"http_ports\" must be a list of ports or ranges (443, \"1025-65535\")"},
+        {"server:\n  http_ports: [\"90-80\"]\n",
+         "rules.yaml:2:16: bad port range \"90-80\" in \"http_ports\": expected FIRST-LAST within "
+         "1-65535"},
+        {"server:\n  allow_local_destinations: [\"localhost\"]\n",
+         "rules.yaml:2:30: allow_local_destinations: \"localhost\" is not an IP address or CIDR "
+         "(expected a "
+         "CIDR or ADDR:PORT)"},
+        {"server:\n  admin_hosts: [\"http://proxy.lan\"]\n",
+         "rules.yaml:2:17: admin_hosts takes host names without port or scheme, got "
+         "\"http://proxy.lan\""},
         {"server:\n  access_log: {path: a.log, format: xml}\n",
          "rules.yaml:2:37: \"access_log.format\" must be squid or json, got \"xml\""},
         {"server:\n  access_log: {format: json}\n",
