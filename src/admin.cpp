@@ -7,10 +7,13 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -66,16 +69,25 @@ const char* reason(int status) {
             return "Not Found";
         case 405:
             return "Method Not Allowed";
+        case 421:
+            return "Misdirected Request";
         default:
             return "Error";
     }
 }
 
 void on_request(evhttp_request* req, void* arg) {
-    const auto* stats = static_cast<const Stats*>(arg);
+    const auto* server = static_cast<const AdminServer*>(arg);
     const char* target = evhttp_request_get_uri(req);
-    AdminResponse r = AdminServer::answer(method_name(evhttp_request_get_command(req)),
-                                          target ? target : "", *stats);
+    const char* host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+    AdminResponse r =
+        // (Targets that are not origin-form get their 404 whatever the Host: nothing to read.)
+        server->host_allowed(host ? host : "") || !target || target[0] != '/'
+            ? AdminServer::answer(method_name(evhttp_request_get_command(req)),
+                                  target ? target : "", server->stats())
+            : AdminResponse{421, "",
+                            "misdirected request: this admin endpoint answers only to its own "
+                            "address, localhost, or a name in server.admin_hosts\n"};
     evkeyvalq* headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(
         headers, "Content-Type",
@@ -118,7 +130,56 @@ Result<int> bind_admin_socket(const ListenAddress& addr) {
     return fd;
 }
 
+// How long the listener rests after running out of descriptors (or memory) before it accepts
+// again: accepting at once would fail again, in a busy loop.
+constexpr int kAcceptPauseMs = 200;
+
+// The listener's callback argument is evhttp's, so the error callback finds its server here
+// (one admin server per process; set before its thread starts, cleared when it is destroyed).
+std::atomic<AdminServer*> g_admin_server{nullptr};
+
+void accept_error_cb(evconnlistener*, void*) {
+    if (AdminServer* server = g_admin_server.load()) server->on_accept_error();
+}
+
+std::string_view host_part(std::string_view host) {
+    if (host.starts_with('[')) {
+        size_t close = host.find(']');
+        return close == std::string_view::npos ? host : host.substr(1, close - 1);
+    }
+    return host.substr(0, host.find(':'));
+}
+
 }  // namespace
+
+bool AdminHosts::allows(std::string_view host_header) const {
+    std::string host(host_part(host_header));
+    std::transform(host.begin(), host.end(), host.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (!host.empty() && host.back() == '.') host.pop_back();
+    if (host.empty()) return false;
+    if (host == "localhost") return true;
+    if (auto ip = IpAddr::parse(host)) return own_addresses.contains(*ip);
+    return std::find(names.begin(), names.end(), host) != names.end();
+}
+
+void AdminServer::on_accept_error() {
+    int err = EVUTIL_SOCKET_ERROR();
+    ++accept_errors_;
+    timeval now{};
+    event_base_gettimeofday_cached(base_, &now);
+    if (now.tv_sec != last_error_log_s_) {  // one line a second, with the count
+        last_error_log_s_ = now.tv_sec;
+        LOG_WARN("admin: accept failed (%s); pausing accepts for %d ms (%llu failures so far)",
+                 std::strerror(err), kAcceptPauseMs,
+                 static_cast<unsigned long long>(accept_errors_));
+    }
+    evconnlistener_disable(listener_);
+    timeval tv{0, kAcceptPauseMs * 1000};
+    evtimer_add(resume_timer_, &tv);
+}
+
+void AdminServer::on_resume() { evconnlistener_enable(listener_); }
 
 AdminResponse AdminServer::answer(std::string_view method, std::string_view target,
                                   const Stats& stats) {
@@ -137,11 +198,12 @@ AdminResponse AdminServer::answer(std::string_view method, std::string_view targ
 }
 
 Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& address,
-                                                        const Stats& stats) {
+                                                        const Stats& stats, AdminHosts hosts) {
     auto addr = parse_listen_address(address);
     if (!addr) return Error{"admin: " + addr.error().message};
     std::unique_ptr<AdminServer> s(new AdminServer());
     s->stats_ = &stats;
+    s->hosts_ = std::move(hosts);
     s->base_ = event_base_new();
     if (!s->base_) return Error{"admin: cannot create an event loop"};
     s->http_ = evhttp_new(s->base_);
@@ -154,18 +216,33 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& addre
     evhttp_set_timeout(s->http_, 10);
     evhttp_set_max_headers_size(s->http_, 16 * 1024);
     evhttp_set_max_body_size(s->http_, 4 * 1024);
-    evhttp_set_gencb(s->http_, on_request, const_cast<Stats*>(&stats));
+    evhttp_set_gencb(s->http_, on_request, s.get());
 
     auto fd = bind_admin_socket(*addr);
     if (!fd) return Error{"cannot listen on " + address + " (admin): " + fd.error().message};
-    if (!evhttp_accept_socket_with_handle(s->http_, *fd)) {
+    evhttp_bound_socket* handle = evhttp_accept_socket_with_handle(s->http_, *fd);
+    if (!handle) {
         ::close(*fd);
         return Error{"admin: cannot accept on " + address};
     }
+    // evhttp's listener has no error callback of its own: out of descriptors, it would log and
+    // retry accept() in a busy loop. Ours pauses it instead.
+    s->listener_ = evhttp_bound_socket_get_listener(handle);
+    s->resume_timer_ = evtimer_new(
+        s->base_,
+        [](evutil_socket_t, short, void* arg) { static_cast<AdminServer*>(arg)->on_resume(); },
+        s.get());
+    if (!s->resume_timer_) return Error{"admin: cannot create a timer"};
+    g_admin_server.store(s.get());
+    evconnlistener_set_error_cb(s->listener_, accept_error_cb);
     sockaddr_storage bound{};
     socklen_t len = sizeof bound;
     getsockname(*fd, reinterpret_cast<sockaddr*>(&bound), &len);
     s->bound_ = format_address(reinterpret_cast<const sockaddr*>(&bound));
+    if (auto ip = IpAddr::from_sockaddr(reinterpret_cast<const sockaddr*>(&bound))) {
+        if (!(ip->hi == 0 && ip->lo == 0)) s->hosts_.own_addresses.add(ip->to_string());
+    }
+    s->hosts_.own_addresses.compile();
     // Stopping activates this event rather than calling loopbreak, which a loop that has not
     // started yet would forget.
     s->stop_event_ = event_new(
@@ -186,7 +263,10 @@ AdminServer::~AdminServer() {
         event_active(stop_event_, 0, 0);
         thread_.join();
     }
+    AdminServer* self = this;
+    g_admin_server.compare_exchange_strong(self, nullptr);
     if (stop_event_) event_free(stop_event_);
+    if (resume_timer_) event_free(resume_timer_);
     if (http_) evhttp_free(http_);  // closes the listener and any open admin connections
     if (base_) event_base_free(base_);
 }

@@ -194,7 +194,15 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
         }
     }
     if (s->cfg_.admin != "off") {
-        auto admin = AdminServer::start(s->cfg_.admin, *s->stats_);
+        AdminHosts admin_hosts;
+        admin_hosts.names = s->cfg_.admin_hosts;
+        // Bound to 0.0.0.0 or ::, it is reached on any of the machine's addresses.
+        if (auto a = parse_listen_address(s->cfg_.admin)) {
+            auto ip = IpAddr::from_sockaddr(reinterpret_cast<const sockaddr*>(&a->addr));
+            if (ip && ip->hi == 0 && ip->lo == 0)
+                admin_hosts.own_addresses.add(s->shared_->local_addresses);
+        }
+        auto admin = AdminServer::start(s->cfg_.admin, *s->stats_, std::move(admin_hosts));
         if (!admin) {
             close_all();
             return admin.error();

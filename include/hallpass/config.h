@@ -97,7 +97,6 @@ struct ServerConfig {
     // Host names (besides its own addresses and localhost) under which the admin endpoint may
     // be reached; any other Host gets 421, so a DNS-rebinding page cannot read it.
     std::vector<std::string> admin_hosts;
-    int admin_max_connections = 64;  // open admin connections; more wait in the backlog
 };
 
 // A listen address: "0.0.0.0:12345", "127.0.0.1:0" (any free port), "[::1]:12345".

@@ -396,3 +396,25 @@ TEST_CASE("admin: headless Chromium renders the dashboard with the top hosts and
     CHECK(png.substr(0, 8) == "\x89PNG\r\n\x1a\n");
     CHECK(png.size() > 20'000);  // a drawn page, not a blank one
 }
+
+TEST_CASE("admin: only its own address, localhost and admin_hosts may be the Host (no rebinding)") {
+    TempDir dir;
+    Nginx origin(dir);
+    HallpassOptions o = admin_options(origin.port());
+    o.server_yaml += "\nadmin_hosts: [stats.lan]";
+    Hallpass proxy(dir, o);
+    const uint16_t admin = proxy.admin_port();
+    const std::string port = std::to_string(admin);
+    for (const std::string& host :
+         std::vector<std::string>{"127.0.0.1:" + port, "localhost:" + port, "LOCALHOST",
+                                  "stats.lan:" + port, "Stats.LAN."}) {
+        CAPTURE(host);
+        CHECK(raw_status(admin, "GET /stats.json HTTP/1.1\r\nHost: " + host + "\r\n\r\n") == 200);
+    }
+    // A page on evil.test whose name was rebound to 127.0.0.1 sends Host: evil.test.
+    for (const std::string& host : std::vector<std::string>{
+             "evil.test:" + port, "evil.test", "127.0.0.2:" + port, "stats.lan.evil.test", ""}) {
+        CAPTURE(host);
+        CHECK(raw_status(admin, "GET /stats.json HTTP/1.1\r\nHost: " + host + "\r\n\r\n") == 421);
+    }
+}
