@@ -6,6 +6,7 @@
 #include <charconv>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
 
 namespace hallpass {
 namespace {
@@ -41,6 +42,35 @@ const char* type_name(const YAML::Node& node) {
     }
 }
 
+// yaml-cpp keeps both pairs of a repeated key but lookups see only the first, so a key a parent
+// added later would silently do nothing. Any map, at any depth, with a repeated scalar key is an
+// error naming both positions. `depth` bounds the walk on hostile nesting.
+std::optional<Error> find_duplicate_key(const YAML::Node& node, const std::string& name,
+                                        int depth) {
+    if (depth > 256) return Error{"yaml nesting is too deep", name};
+    if (node.IsSequence()) {
+        for (const YAML::Node& item : node) {
+            if (auto e = find_duplicate_key(item, name, depth + 1)) return e;
+        }
+    } else if (node.IsMap()) {
+        std::unordered_map<std::string, YAML::Mark> seen;
+        for (auto it = node.begin(); it != node.end(); ++it) {
+            if (it->first.IsScalar()) {
+                auto [at, fresh] = seen.emplace(it->first.Scalar(), it->first.Mark());
+                if (!fresh) {
+                    YAML::Mark here = it->first.Mark();
+                    return Error{"duplicate key \"" + it->first.Scalar() + "\" (first at " +
+                                     std::to_string(at->second.line + 1) + ":" +
+                                     std::to_string(at->second.column + 1) + ")",
+                                 name, here.line + 1, here.column + 1};
+                }
+            }
+            if (auto e = find_duplicate_key(it->second, name, depth + 1)) return e;
+        }
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 Result<YamlSource> YamlSource::load_file(const std::string& path) {
@@ -59,6 +89,7 @@ Result<YamlSource> YamlSource::parse(const std::string& text, const std::string&
             return Error{"the top level must be a map (key: value)", name, root.Mark().line + 1,
                          root.Mark().column + 1};
         }
+        if (auto duplicate = find_duplicate_key(root, name, 0)) return *duplicate;
         return YamlSource(root, name);
     } catch (const YAML::ParserException& e) {
         return Error{"yaml syntax error: " + e.msg, name, e.mark.line + 1, e.mark.column + 1};

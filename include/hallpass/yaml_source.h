@@ -20,7 +20,8 @@ class YamlSource {
   public:
     // Reads and parses `path`; a missing/unreadable file or a YAML syntax error is an Error.
     static Result<YamlSource> load_file(const std::string& path);
-    // Parses `text`; `name` stands for the file in messages.
+    // Parses `text`; `name` stands for the file in messages. A key repeated in any map is an
+    // Error at the second one naming the first: `duplicate key "domains" (first at 10:5)`.
     static Result<YamlSource> parse(const std::string& text, const std::string& name);
 
     const YAML::Node& root() const { return root_; }

@@ -196,6 +196,14 @@ TEST_CASE("check: each kind of broken file exits 1 with file:line:col and a mess
         {"bad list format", "lists:\n  a: { file: l.txt, format: hostz }\n",
          "2:29: list format must be auto, plain, hosts or adblock, got \"hostz\""},
         {"rules of the wrong type", "rules: {a: 1}\n", "1:8: \"rules\" must be a list of rules"},
+        {"duplicate key in a rule",
+         "rules:\n  - name: kids\n    action: block\n    domains: [a.test]\n"
+         "    domains: [games.test]\n",
+         "5:5: duplicate key \"domains\" (first at 4:5)"},
+        {"second top-level rules", "rules: []\ndefault: allow\nrules: []\n",
+         "3:1: duplicate key \"rules\" (first at 1:1)"},
+        {"repeated server key", "server:\n  threads: 2\n  idle_timeout_ms: 5\n  threads: 4\n",
+         "4:3: duplicate key \"threads\" (first at 2:3)"},
         {"YAML syntax", "rules:\n  - name: x\n    action: block\n   domains: [a.com]\n",
          "4:4: yaml syntax error: end of sequence not found"},
     };

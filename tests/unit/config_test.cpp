@@ -229,3 +229,27 @@ TEST_CASE("dns: hosts table parsing") {
     CHECK_FALSE(t.find("comment"));
     CHECK_FALSE(t.find("Site.Test."));
 }
+
+TEST_CASE("yaml_source: a repeated key in any map is an error naming both positions") {
+    SUBCASE("top level") {
+        auto doc = YamlSource::parse("rules: []\nserver: {}\nrules: []\n", "rules.yaml");
+        REQUIRE(!doc.ok());
+        CHECK(doc.error().to_string() == "rules.yaml:3:1: duplicate key \"rules\" (first at 1:1)");
+    }
+    SUBCASE("inside a rule in a list") {
+        auto doc = YamlSource::parse(
+            "rules:\n  - name: a\n    domains: [x.test]\n    domains: [y.test]\n", "rules.yaml");
+        REQUIRE(!doc.ok());
+        CHECK(doc.error().to_string() ==
+              "rules.yaml:4:5: duplicate key \"domains\" (first at 3:5)");
+    }
+    SUBCASE("server") {
+        auto cfg = parse_server_config("server:\n  threads: 1\n  threads: 2\n", "rules.yaml");
+        REQUIRE(!cfg.ok());
+        CHECK(cfg.error().to_string() ==
+              "rules.yaml:3:3: duplicate key \"threads\" (first at 2:3)");
+    }
+    SUBCASE("distinct keys are fine") {
+        CHECK(YamlSource::parse("a: 1\nb: {a: 1}\n", "rules.yaml").ok());
+    }
+}
