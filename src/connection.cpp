@@ -613,10 +613,15 @@ void Connection::reply_blocked(const std::string& rule) {
 // answer is on its way).
 bool Connection::refuse_destination(const IpAddr& ip) {
     const SharedState& shared = worker_.shared();
-    txn_.url = is_connect_ ? target_.host_port() : request_url();
-    txn_.host = target_.host;
-    txn_.port = target_.port;
+    // Only a refusal fills in the target here (an IP literal is refused before check_policy()
+    // does); the allowed path, every request, pays for no string.
+    auto note_target = [this] {
+        txn_.url = is_connect_ ? target_.host_port() : request_url();
+        txn_.host = target_.host;
+        txn_.port = target_.port;
+    };
     if (shared.is_self(ip, target_.port)) {
+        note_target();
         reply_error(403,
                     "refusing to connect to hallpass itself (" + target_.host_port() +
                         "): that would be a loop",
@@ -624,6 +629,7 @@ bool Connection::refuse_destination(const IpAddr& ip) {
         return true;
     }
     if (shared.destinations.refuses(ip, target_.port)) {
+        note_target();
         txn_.rule = "local-destination";
         std::string where = ip.to_string() + " port " + std::to_string(target_.port);
         reply_error(403,

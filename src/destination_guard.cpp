@@ -21,18 +21,22 @@ bool same_ip(const IpAddr& a, const IpAddr& b) {
     return a.v6 == b.v6 && a.hi == b.hi && a.lo == b.lo;
 }
 
+void add_local_ranges(NetSet& set) {
+    for (const char* range : kLocalRanges) set.add(range);
+}
+
 }  // namespace
 
 DestinationGuard::DestinationGuard() {
-    for (const char* range : kLocalRanges) local_.add(range);
+    add_local_ranges(local_);
     local_.compile();
 }
 
 Result<DestinationGuard> DestinationGuard::create(const NetSet& own_addresses,
                                                   const std::vector<std::string>& exceptions) {
     DestinationGuard guard;
-    guard.local_ = NetSet();
-    for (const char* range : kLocalRanges) guard.local_.add(range);
+    guard.local_ = NetSet();  // compiled once, below, with the own addresses
+    add_local_ranges(guard.local_);
     guard.local_.add(own_addresses);
     guard.local_.compile();
     for (const std::string& text : exceptions) {
