@@ -275,6 +275,8 @@ const std::vector<Row>& rows() {
         {"allow_local_destinations", set_allow_local_destinations},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
         int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),
+        int_row("max_dns_lookups_per_client", &ServerConfig::max_dns_lookups_per_client, 1,
+                100'000),
     };
     return table;
 }
@@ -370,6 +372,16 @@ std::string format_address(const sockaddr* addr) {
         return "[" + std::string(ip) + "]:" + std::to_string(ntohs(sin6->sin6_port));
     }
     return "?";
+}
+
+uint16_t port_of(const sockaddr* addr) {
+    if (addr->sa_family == AF_INET) {
+        return ntohs(reinterpret_cast<const sockaddr_in*>(addr)->sin_port);
+    }
+    if (addr->sa_family == AF_INET6) {
+        return ntohs(reinterpret_cast<const sockaddr_in6*>(addr)->sin6_port);
+    }
+    return 0;
 }
 
 Result<ServerConfig> parse_server_config(const std::string& yaml_text, const std::string& name) {

@@ -36,6 +36,10 @@ constexpr int kLingerMs = 2000;
 // How often a client whose reads are paused for backpressure is checked for a reset.
 constexpr int kPausedCheckMs = 500;
 
+// Interim (1xx) responses one request may receive before the upstream is taken for a hostile
+// one: real servers send one 100 Continue or a couple of 103 Early Hints.
+constexpr int kMaxInterimResponses = 16;
+
 const char* state_name(Connection::State s) {
     switch (s) {
         case Connection::State::ReadingHead:
@@ -180,6 +184,14 @@ void Connection::start() {
         return;
     }
     set_nodelay(client_);
+    sockaddr_storage local{};
+    socklen_t local_len = sizeof local;
+    if (getsockname(bufferevent_getfd(client_), reinterpret_cast<sockaddr*>(&local), &local_len) ==
+        0) {
+        const auto* sa = reinterpret_cast<const sockaddr*>(&local);
+        local_ip_ = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
+        local_port_ = port_of(sa);
+    }
     bufferevent_setcb(client_, client_read_cb, client_write_cb, client_event_cb, this);
     // The read high watermark bounds what we buffer from the client: a head larger than the
     // limit is answered with 431 before this fills, and body bytes wait in the kernel.
@@ -187,6 +199,7 @@ void Connection::start() {
     bufferevent_setwatermark(client_, EV_READ, 0, cap);
     bufferevent_enable(client_, EV_READ | EV_WRITE);
     arm_timer(worker_.config().idle_timeout_ms);
+    set_idle(true);
     LOG_DEBUG("c=%llu %s accepted", static_cast<unsigned long long>(id_), client_addr_.c_str());
 }
 
@@ -226,12 +239,10 @@ void Connection::finish(const char* reason) {
         bool clean = state_ == State::Tunneling && tunnel_closed_;
         end_txn(clean ? std::string() : std::string(reason));
     }
-    if (dns_ticket_) {
-        worker_.dns().cancel(dns_ticket_);
-        dns_ticket_ = 0;
-    }
+    end_lookup();
     if (relay_) relay_->stop();
     if (timer_) event_del(timer_);
+    set_idle(false);
     unwatch_client();
     for (bufferevent* bev : {client_, upstream_}) {
         if (!bev) continue;
@@ -256,6 +267,22 @@ void Connection::arm_timer(int64_t ms) {
 
 void Connection::touch() { last_activity_ms_ = loop_now_ms(client_); }
 
+bool Connection::idle() const {
+    return state_ == State::ReadingHead && !head_started_ &&
+           evbuffer_get_length(bufferevent_get_input(client_)) == 0;
+}
+
+void Connection::set_idle(bool idle) {
+    if (idle == idle_listed_) return;
+    idle_listed_ = idle;
+    if (idle) {
+        worker_.clients().mark_idle(client_ip_,
+                                    IdleConnection{worker_.index(), id_, loop_now_ms(client_)});
+    } else {
+        worker_.clients().clear_idle(client_ip_, id_);
+    }
+}
+
 void Connection::on_timer() {
     const ServerConfig& cfg = worker_.config();
     switch (state_) {
@@ -267,8 +294,7 @@ void Connection::on_timer() {
             }
             return;
         case State::Resolving:
-            worker_.dns().cancel(dns_ticket_);
-            dns_ticket_ = 0;
+            end_lookup();
             reply_error(504, "dns lookup for " + target_.host + " timed out", true);
             return;
         case State::Connecting:
@@ -325,13 +351,22 @@ void Connection::on_client_read() {
 }
 
 void Connection::on_client_write() {
+    if (state_ == State::ReadingHead && answers_paused_) {
+        // The client took enough of what we answered: read its next request.
+        answers_paused_ = false;
+        bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
+        bufferevent_enable(client_, EV_READ);
+        process_input();
+        return;
+    }
     if (state_ == State::Exchanging && upstream_paused_) {
         // The client drained enough: take upstream bytes again.
         upstream_paused_ = false;
         bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
         bufferevent_enable(upstream_, EV_READ);
         touch();
-        pump_response_body();
+        if (!resp_head_done_) read_response_head();
+        if (state_ == State::Exchanging && resp_head_done_ && !resp_done_) pump_response_body();
         if (state_ == State::Exchanging && upstream_eof_ && !upstream_paused_ && !resp_done_) {
             on_upstream_closed(false);  // the EOF seen while paused: now all is relayed
         }
@@ -356,13 +391,18 @@ void Connection::on_client_event(short what) {
             case State::Resolving:
             case State::Connecting:
             case State::Exchanging:
-                // A client may half-close after sending its request; it still gets the answer.
                 if (!req_body_done_) {
                     if (state_ == State::Exchanging) pump_request_body();
                     if (!req_body_done_ && state_ != State::Finished) {
                         finish("client closed mid-request");
                     }
+                    return;
                 }
+                // A client that closes before its answer has begun has gone: nobody would read
+                // it, so the lookup, the connect or the upstream exchange ends now (as Squid's
+                // half_closed_clients off). Once the response flows, a half-closed client
+                // still gets the rest of it.
+                if (!response_started_) finish("client closed before the response");
                 return;
             default:
                 return;
@@ -394,9 +434,18 @@ void Connection::parse_head() {
     evbuffer* in = bufferevent_get_input(client_);
     size_t len = evbuffer_get_length(in);
     if (len == 0) return;
+    if (!head_started_ && output_full()) {
+        // Pipelined requests from a client that does not read what we answer: every answer
+        // stays queued, so the next request waits (in the kernel) until the client drains.
+        answers_paused_ = true;
+        bufferevent_disable(client_, EV_READ);
+        bufferevent_setwatermark(client_, EV_WRITE, worker_.config().buffer_bytes / 2, 0);
+        return;
+    }
     const ParseLimits& limits = worker_.limits();
     if (!head_started_) {
         head_started_ = true;
+        set_idle(false);
         arm_timer(worker_.config().head_timeout_ms);
     }
     size_t cap = limits.max_head_bytes + 4;
@@ -557,17 +606,62 @@ void Connection::handle_connect() {
 }
 
 void Connection::handle_origin_form() {
-    // Not a proxy request: somebody opened the proxy's address in a browser, or a client was
-    // configured with the proxy as its server. Say what this is.
+    // Not a proxy request: somebody opened the proxy's address in a browser (the info page), or
+    // a client was configured with the proxy as its web server, or sends requests meant for
+    // another server here (refused: hallpass is no one's web server).
+    const Header* host = find_header(req_.headers, "host");
+    std::optional<Authority> self;
+    if (host) {
+        auto a = parse_authority(host->value, false, 0);
+        if (a && (a->port == 0 || a->port == local_port_) && names_this_host(*a)) self = *a;
+    } else {
+        self = Authority{local_ip_.to_string(), local_ip_.v6 ? HostKind::Ipv6 : HostKind::Ipv4};
+    }
+    if (!self) {
+        reply_error(400,
+                    "hallpass is a proxy, not a web server: set it as your browser's proxy "
+                    "(this request was for " +
+                        host->value + ")");
+        return;
+    }
+    size_t query = req_.target.find('?');
+    answer_self(*self, req_.target.substr(0, query));
+}
+
+bool Connection::names_this_host(const Authority& a) const {
+    const SharedState& shared = worker_.shared();
+    if (a.kind != HostKind::Name) {
+        auto ip = IpAddr::parse(a.host);
+        return ip && shared.local_addresses.contains(*ip);
+    }
+    if (a.host == "localhost") return true;
+    for (const std::string& name : shared.own_names) {
+        // The host name, alone or with a domain (proxybox, proxybox.lan, proxybox.local).
+        if (a.host == name || (a.host.starts_with(name) && a.host[name.size()] == '.')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void Connection::answer_self(const Authority& self, std::string_view path) {
     bool is_head = req_.method == "HEAD";
+    txn_.kind = Transaction::Kind::Local;
     if (req_.method != "GET" && !is_head) {
         reply_error(405, "hallpass is a proxy: send absolute-form requests (GET http://host/...)");
         return;
     }
+    if (path != "/") {
+        reply_error(404, "hallpass serves only its information page, at /", true);
+        return;
+    }
     auto framing = request_framing(req_);
-    bool no_body = framing && framing->kind == BodyKind::None;
+    bool keep_alive =
+        framing && framing->kind == BodyKind::None && client_wants_keep_alive(req_) && !draining_;
+    client_keep_alive_ = keep_alive;
     txn_.status = 200;
-    reply(make_info_response(is_head), no_body && client_wants_keep_alive(req_));
+    std::string shown = self.kind == HostKind::Ipv6 ? "[" + self.host + "]" : self.host;
+    reply(make_info_response(shown, local_port_, keep_alive, is_head), keep_alive);
 }
 
 bool Connection::check_policy() {
@@ -622,6 +716,12 @@ bool Connection::refuse_destination(const IpAddr& ip) {
     };
     if (shared.is_self(ip, target_.port)) {
         note_target();
+        if (!is_connect_) {
+            // A browser set to use the proxy, asked for the proxy's own address: it is
+            // answered here, as if asked directly, and never forwarded.
+            answer_self(target_, uri_.path_and_query.substr(0, uri_.path_and_query.find('?')));
+            return true;
+        }
         reply_error(403,
                     "refusing to connect to hallpass itself (" + target_.host_port() +
                         "): that would be a loop",
@@ -642,6 +742,17 @@ bool Connection::refuse_destination(const IpAddr& ip) {
     return false;
 }
 
+bool Connection::output_full() const {
+    return evbuffer_get_length(bufferevent_get_output(client_)) >= worker_.config().buffer_bytes;
+}
+
+void Connection::pause_upstream() {
+    if (upstream_paused_) return;
+    upstream_paused_ = true;
+    bufferevent_disable(upstream_, EV_READ);
+    bufferevent_setwatermark(client_, EV_WRITE, worker_.config().buffer_bytes / 2, 0);
+}
+
 std::string Connection::request_url() const {
     return "http://" + target_.host_header(80) + uri_.path_and_query;
 }
@@ -651,7 +762,7 @@ void Connection::next_request() {
     req_ = RequestHead();
     upstream_head_.clear();
     resp_head_done_ = response_started_ = resp_done_ = false;
-    upstream_paused_ = client_paused_ = false;
+    upstream_paused_ = client_paused_ = answers_paused_ = false;
     unwatch_client();
     head_started_ = false;
     head_scanned_ = 0;
@@ -662,7 +773,11 @@ void Connection::next_request() {
         return;
     }
     arm_timer(worker_.config().idle_timeout_ms);
-    if (evbuffer_get_length(bufferevent_get_input(client_)) > 0) process_input();
+    if (evbuffer_get_length(bufferevent_get_input(client_)) > 0) {
+        process_input();
+    } else {
+        set_idle(true);
+    }
 }
 
 // ---- resolving and connecting ----------------------------------------------------------------
@@ -684,19 +799,46 @@ void Connection::open_upstream(const Authority& target) {
         return;
     }
     set_state(State::Resolving);
-    arm_timer(worker_.config().dns_timeout_ms + 1000);
     phase_start_ms_ = loop_now_ms(client_);
     txn_.dns_ms = 0;
+    if (auto known = worker_.dns().known(target.host)) {
+        txn_.dns_cached = true;
+        on_resolved(*known);
+        return;
+    }
+    const int per_client = worker_.config().max_dns_lookups_per_client;
+    if (!worker_.clients().try_add_lookup(client_ip_, per_client)) {
+        reply_error(503,
+                    "too many DNS lookups in flight from your address (server."
+                    "max_dns_lookups_per_client: " +
+                        std::to_string(per_client) + "); try again shortly",
+                    true);
+        return;
+    }
+    lookup_counted_ = true;
+    arm_timer(worker_.config().dns_timeout_ms + 1000);
     auto answer = worker_.dns().resolve(
         target.host,
         [this](const DnsAnswer& a) {
             dns_ticket_ = 0;
+            end_lookup();
             on_resolved(a);
         },
         &dns_ticket_);
     if (answer) {
-        txn_.dns_cached = true;
+        end_lookup();
         on_resolved(*answer);
+    }
+}
+
+void Connection::end_lookup() {
+    if (dns_ticket_) {
+        worker_.dns().cancel(dns_ticket_);
+        dns_ticket_ = 0;
+    }
+    if (lookup_counted_) {
+        lookup_counted_ = false;
+        worker_.clients().remove_lookup(client_ip_);
     }
 }
 
@@ -802,6 +944,7 @@ void Connection::send_request() {
     resp_head_done_ = response_started_ = resp_done_ = upstream_eof_ = false;
     upstream_paused_ = false;
     resp_status_ = 0;
+    interim_responses_ = 0;
     bufferevent_setwatermark(upstream_, EV_READ, 0, cfg.buffer_bytes);
     bufferevent_setwatermark(upstream_, EV_WRITE, 0, 0);
     bufferevent_write(upstream_, upstream_head_.data(), upstream_head_.size());
@@ -877,6 +1020,11 @@ void Connection::read_response_head() {
     ParseLimits resp_limits{limits.max_head_bytes, std::max<size_t>(limits.max_head_bytes, 65536),
                             std::max<size_t>(limits.max_headers, 200)};
     while (size_t len = evbuffer_get_length(in)) {
+        if (output_full()) {
+            // Interim responses wait like body bytes while the client does not read.
+            pause_upstream();
+            return;
+        }
         size_t n = std::min(len, resp_limits.max_head_bytes + 4);
         const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, n));
         HeadParse<ResponseHead> p = parse_response_head(std::string_view(data, n), resp_limits);
@@ -897,6 +1045,13 @@ void Connection::read_response_head() {
             if (head.status == 101) {
                 // We never forward Upgrade, so a switch was not asked for.
                 fail_upstream(502, "the upstream switched protocols unasked");
+                return;
+            }
+            if (++interim_responses_ > kMaxInterimResponses) {
+                client_keep_alive_ = false;  // a hostile upstream: the client starts afresh
+                fail_upstream(502, "the upstream server " + pool_key_ + " sent more than " +
+                                       std::to_string(kMaxInterimResponses) +
+                                       " interim (1xx) responses");
                 return;
             }
             // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients only
@@ -951,11 +1106,7 @@ void Connection::pump_response_body() {
     while (!resp_done_ && evbuffer_get_length(in) > 0) {
         if (evbuffer_get_length(out) >= high) {
             // The client reads slowly: stop reading the upstream until the client drains.
-            if (!upstream_paused_) {
-                upstream_paused_ = true;
-                bufferevent_disable(upstream_, EV_READ);
-                bufferevent_setwatermark(client_, EV_WRITE, high / 2, 0);
-            }
+            pause_upstream();
             return;
         }
         switch (resp_framing_.kind) {

@@ -1,6 +1,7 @@
 // Hosts table, TTL cache and evdns queries. A name's A and AAAA queries run together; the answer
-// is delivered once both have finished. evdns requests are never cancelled (cancelling calls back
-// synchronously); a cancelled waiter is just forgotten and the late answer fills the cache.
+// is delivered once both have finished. When a name's last waiter leaves, its requests are
+// cancelled: evdns then calls back on a later loop turn with DNS_ERR_CANCEL, and the Pending
+// lives in cancelled_ until both have.
 #include "hallpass/dns.h"
 
 #include <arpa/inet.h>
@@ -49,8 +50,14 @@ bool parse_ip(const std::string& text, sockaddr_storage* out) {
 }
 
 // Negative answers (no such name) are cached briefly so a burst of requests for a dead name
-// does not become a burst of queries; other failures (timeouts) are not cached.
+// does not become a burst of queries; other failures (a timeout, SERVFAIL) more briefly still,
+// so a name whose server does not answer costs one timeout, not one per request.
 constexpr int kNegativeTtlS = 5;
+constexpr int kFailureTtlS = 3;
+
+// Queries evdns sends at once (its default, 64, is one client's worth of dead names: the rest
+// would wait behind them). Per-client limits keep any one client well below this.
+constexpr const char* kMaxInflight = "2048";
 
 }  // namespace
 
@@ -100,8 +107,15 @@ const std::vector<sockaddr_storage>* HostsTable::find(const std::string& name) c
 // ---- DnsResolver -----------------------------------------------------------------------------
 
 struct DnsResolver::Pending {
+    // One of the name's two evdns requests; `request` is null once its callback ran.
+    struct Query {
+        Pending* pending = nullptr;
+        evdns_request* request = nullptr;
+    };
     DnsResolver* resolver = nullptr;
     std::string name;
+    Query queries[2];
+    bool cancelled = false;
     int outstanding = 0;
     std::vector<sockaddr_storage> v4, v6;
     int ttl_s = INT32_MAX;
@@ -113,7 +127,13 @@ struct DnsResolver::Pending {
 namespace {
 
 void on_evdns_answer(int result, char type, int count, int ttl, void* addresses, void* arg) {
-    auto* pending = static_cast<DnsResolver::Pending*>(arg);
+    auto* query = static_cast<DnsResolver::Pending::Query*>(arg);
+    query->request = nullptr;  // evdns frees it after this callback
+    auto* pending = query->pending;
+    if (pending->cancelled) {
+        if (--pending->outstanding == 0) pending->resolver->on_cancelled_done(pending);
+        return;
+    }
     if (result == DNS_ERR_NONE) {
         pending->ttl_s = std::min(pending->ttl_s, std::max(ttl, 0));
         for (int i = 0; i < count; ++i) {
@@ -169,18 +189,21 @@ Result<std::unique_ptr<DnsResolver>> DnsResolver::create(event_base* base, const
     evdns_base_set_option(r->evdns_, "timeout:", per_try.c_str());
     evdns_base_set_option(r->evdns_, "attempts:", "2");
     evdns_base_set_option(r->evdns_, "randomize-case:", "0");
+    evdns_base_set_option(r->evdns_, "max-inflight:", kMaxInflight);
     return r;
 }
 
 DnsResolver::~DnsResolver() {
     tickets_.clear();
-    for (auto& [name, pending] : pending_) pending->waiters.clear();
+    for (auto& [name, pending] : pending_) {
+        pending->waiters.clear();
+        pending->cancelled = true;  // their last callbacks must not deliver or cache
+    }
     // Fails the in-flight requests (their callbacks still see live Pending objects), then frees.
     if (evdns_) evdns_base_free(evdns_, 1);
 }
 
-std::optional<DnsAnswer> DnsResolver::resolve(const std::string& host, DnsCallback cb,
-                                              uint64_t* ticket) {
+std::optional<DnsAnswer> DnsResolver::known(const std::string& host) {
     if (hosts_) {
         if (const auto* addrs = hosts_->find(host)) {
             ++stats_.hosts_hits;
@@ -194,6 +217,12 @@ std::optional<DnsAnswer> DnsResolver::resolve(const std::string& host, DnsCallba
         }
         cache_.erase(it);
     }
+    return std::nullopt;
+}
+
+std::optional<DnsAnswer> DnsResolver::resolve(const std::string& host, DnsCallback cb,
+                                              uint64_t* ticket) {
+    if (auto answer = known(host)) return answer;
     auto [it, inserted] = pending_.try_emplace(host);
     Pending* pending;
     if (inserted) {
@@ -204,15 +233,17 @@ std::optional<DnsAnswer> DnsResolver::resolve(const std::string& host, DnsCallba
         pending->outstanding = 2;
         ++stats_.queries;
         // Each call may fail to start (returns NULL, no callback): count that as an answer.
-        if (!evdns_base_resolve_ipv4(evdns_, host.c_str(), DNS_QUERY_NO_SEARCH, on_evdns_answer,
-                                     pending)) {
-            pending->first_error = DNS_ERR_UNKNOWN;
-            --pending->outstanding;
-        }
-        if (!evdns_base_resolve_ipv6(evdns_, host.c_str(), DNS_QUERY_NO_SEARCH, on_evdns_answer,
-                                     pending)) {
-            if (pending->first_error == DNS_ERR_NONE) pending->first_error = DNS_ERR_UNKNOWN;
-            --pending->outstanding;
+        for (int i = 0; i < 2; ++i) {
+            Pending::Query& q = pending->queries[i];
+            q.pending = pending;
+            q.request = i == 0 ? evdns_base_resolve_ipv4(evdns_, host.c_str(), DNS_QUERY_NO_SEARCH,
+                                                         on_evdns_answer, &q)
+                               : evdns_base_resolve_ipv6(evdns_, host.c_str(), DNS_QUERY_NO_SEARCH,
+                                                         on_evdns_answer, &q);
+            if (!q.request) {
+                if (pending->first_error == DNS_ERR_NONE) pending->first_error = DNS_ERR_UNKNOWN;
+                --pending->outstanding;
+            }
         }
         if (pending->outstanding == 0) {
             // Nothing started: answer at once rather than through a callback.
@@ -233,12 +264,25 @@ std::optional<DnsAnswer> DnsResolver::resolve(const std::string& host, DnsCallba
 void DnsResolver::cancel(uint64_t ticket) {
     auto it = tickets_.find(ticket);
     if (it == tickets_.end()) return;
-    auto& waiters = it->second->waiters;
+    Pending* pending = it->second;
+    auto& waiters = pending->waiters;
     waiters.erase(std::remove_if(waiters.begin(), waiters.end(),
                                  [&](const auto& w) { return w.first == ticket; }),
                   waiters.end());
     tickets_.erase(it);
+    if (!waiters.empty()) return;
+    // Nobody waits for this name any more: stop asking. Its slot in evdns's in-flight window
+    // goes to names someone is waiting for.
+    auto node = pending_.extract(pending->name);
+    if (node.empty()) return;
+    pending->cancelled = true;
+    cancelled_.emplace(pending, std::move(node.mapped()));
+    for (Pending::Query& q : pending->queries) {
+        if (q.request) evdns_cancel_request(evdns_, q.request);
+    }
 }
+
+void DnsResolver::on_cancelled_done(Pending* pending) { cancelled_.erase(pending); }
 
 void DnsResolver::on_query_done(Pending* pending) {
     DnsAnswer answer;
@@ -248,7 +292,7 @@ void DnsResolver::on_query_done(Pending* pending) {
         const char* why =
             pending->any_nxdomain ? "no such host" : evdns_err_to_string(pending->first_error);
         answer.error = "dns lookup failed for " + pending->name + " (" + why + ")";
-        if (pending->any_nxdomain) store(pending->name, answer, kNegativeTtlS);
+        store(pending->name, answer, pending->any_nxdomain ? kNegativeTtlS : kFailureTtlS);
     } else {
         store(pending->name, answer, std::min(pending->ttl_s, max_ttl_s_));
     }

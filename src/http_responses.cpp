@@ -170,22 +170,30 @@ std::string make_error_response(int status, std::string_view detail, bool keep_a
     return make_response(status, html_page(title, body), keep_alive, head_only);
 }
 
-std::string make_info_response(bool head_only) {
-    static constexpr std::string_view kBody =
+std::string make_info_response(std::string_view host, uint16_t port, bool keep_alive,
+                               bool head_only) {
+    const std::string proxy = html_escape(host) + ":" + std::to_string(port);
+    std::string body =
         "<h1>hallpass</h1>\n"
         "<p>This is hallpass, a filtering HTTP proxy. It does not serve pages of its own: it "
         "fetches pages for its clients and applies its rules on the way.</p>\n"
-        "<p>To use it, configure it as the HTTP proxy of your client, with HOST the address of "
-        "this machine and 12345 the port hallpass listens on:</p>\n"
+        "<p>To use it, set <code>" +
+        proxy +
+        "</code> as the HTTP proxy of your client:</p>\n"
         "<ul>\n"
-        "<li>curl: <code>curl -x http://HOST:12345 http://example.com/</code></li>\n"
+        "<li>curl: <code>curl -x http://" +
+        proxy +
+        " http://example.com/</code></li>\n"
         "<li>a browser: in the network or proxy settings choose a manual proxy configuration, "
-        "with HOST and port 12345 as the HTTP proxy; use the same proxy for HTTPS (sites are "
-        "then reached through CONNECT).</li>\n"
-        "<li>other programs: <code>export http_proxy=http://HOST:12345 "
-        "https_proxy=http://HOST:12345</code></li>\n"
+        "with <code>" +
+        proxy +
+        "</code> as the HTTP proxy; use the same proxy for HTTPS (sites are then reached "
+        "through CONNECT).</li>\n"
+        "<li>other programs: <code>export http_proxy=http://" +
+        proxy + " https_proxy=http://" + proxy +
+        "</code></li>\n"
         "</ul>\n";
-    return make_response(200, html_page("hallpass", kBody), false, head_only);
+    return make_response(200, html_page("hallpass", body), keep_alive, head_only);
 }
 
 }  // namespace hallpass

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -65,6 +66,20 @@ NetSet local_addresses() {
     return set;
 }
 
+// This machine's host name (lower case), for requests that name the proxy by it.
+std::vector<std::string> own_names() {
+    char name[256] = "";
+    if (gethostname(name, sizeof name - 1) != 0 || !name[0]) return {};
+    std::string lower(name);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::vector<std::string> names{lower};
+    if (size_t dot = lower.find('.'); dot != std::string::npos && dot > 0) {
+        names.push_back(lower.substr(0, dot));
+    }
+    return names;
+}
+
 struct SignalContext {
     std::vector<std::unique_ptr<Worker>>* workers;
     event_base* base;
@@ -117,6 +132,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     }
     s->shared_->allowed_clients.compile();
     s->shared_->local_addresses = local_addresses();
+    s->shared_->own_names = own_names();
     auto guard =
         DestinationGuard::create(s->shared_->local_addresses, s->cfg_.allow_local_destinations);
     if (!guard) return guard.error();
@@ -186,9 +202,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
                 SelfAddress self;
                 self.ip = IpAddr::from_sockaddr(bound).value_or(IpAddr{});
                 self.any = self.ip.hi == 0 && self.ip.lo == 0;
-                self.port = ntohs(bound->sa_family == AF_INET
-                                      ? reinterpret_cast<const sockaddr_in*>(bound)->sin_port
-                                      : reinterpret_cast<const sockaddr_in6*>(bound)->sin6_port);
+                self.port = port_of(bound);
                 s->shared_->self.push_back(self);
             }
         }
@@ -215,9 +229,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
         SelfAddress self;
         self.ip = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
         self.any = self.ip.hi == 0 && self.ip.lo == 0;
-        self.port =
-            ntohs(sa->sa_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(sa)->sin_port
-                                           : reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
+        self.port = port_of(sa);
         s->shared_->self.push_back(self);
     }
     for (int w = 0; w < threads; ++w) {
@@ -228,6 +240,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
             close_all();
             return ok.error();
         }
+        s->shared_->workers.push_back(worker.get());
         s->workers_.push_back(std::move(worker));
     }
     return s;

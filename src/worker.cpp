@@ -39,6 +39,7 @@ void refresh_cb(evutil_socket_t, short, void* arg) {
 }
 void resume_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_resume_accept(); }
 void stats_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_stats_tick(); }
+void evict_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_evict(); }
 
 timeval ms_to_tv(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
 
@@ -60,8 +61,8 @@ Worker::~Worker() {
     close_listeners();
     pool_.reset();
     dns_.reset();
-    for (event* ev :
-         {reap_event_, drain_event_, grace_timer_, resume_timer_, refresh_event_, stats_timer_}) {
+    for (event* ev : {reap_event_, drain_event_, grace_timer_, resume_timer_, refresh_event_,
+                      stats_timer_, evict_event_}) {
         if (ev) event_free(ev);
     }
     if (base_) event_base_free(base_);
@@ -84,6 +85,10 @@ Result<bool> Worker::init(const std::vector<int>& listen_fds) {
     grace_timer_ = evtimer_new(base_, grace_cb, this);
     resume_timer_ = evtimer_new(base_, resume_cb, this);
     refresh_event_ = event_new(base_, -1, 0, refresh_cb, this);
+    evict_event_ = event_new(base_, -1, 0, evict_cb, this);
+    if (!reap_event_ || !drain_event_ || !grace_timer_ || !resume_timer_ || !refresh_event_ ||
+        !evict_event_)
+        return Error{"cannot create the worker's events"};
     if (shared_.stats) {
         stats_timer_ = event_new(base_, -1, EV_PERSIST, stats_cb, this);
         timeval second = ms_to_tv(1000);
@@ -118,6 +123,44 @@ void Worker::request_drain(int grace_ms) {
 
 void Worker::request_rules_refresh() { event_active(refresh_event_, EV_TIMEOUT, 1); }
 
+void Worker::request_evict(uint64_t id) {
+    {
+        std::lock_guard lock(evict_mu_);
+        evict_ids_.push_back(id);
+    }
+    event_active(evict_event_, EV_TIMEOUT, 1);
+}
+
+void Worker::on_evict() {
+    std::vector<uint64_t> ids;
+    {
+        std::lock_guard lock(evict_mu_);
+        ids.swap(evict_ids_);
+    }
+    for (uint64_t id : ids) evict_now(id);
+}
+
+void Worker::evict_now(uint64_t id) {
+    // Rare (only at a limit): a scan rather than a second index kept on every accept.
+    for (auto& [raw, conn] : connections_) {
+        if (conn->id() != id) continue;
+        // It may have started a request since it was claimed: then it stays.
+        if (conn->idle()) conn->evict();
+        return;
+    }
+}
+
+bool Worker::evict_idle(const IpAddr* ip) {
+    auto idle = shared_.clients.claim_idle(ip);
+    if (!idle) return false;
+    if (idle->worker == index_) {
+        evict_now(idle->id);
+    } else if (idle->worker >= 0 && static_cast<size_t>(idle->worker) < shared_.workers.size()) {
+        shared_.workers[static_cast<size_t>(idle->worker)]->request_evict(idle->id);
+    }
+    return true;
+}
+
 void Worker::on_stats_tick() {
     // Gauges counted here, once a second, cost the request path nothing.
     int64_t upstreams = static_cast<int64_t>(pool_->idle_count());
@@ -128,11 +171,6 @@ void Worker::on_stats_tick() {
     }
     shared_.stats->set_connection_gauges(index_, upstreams, tunnels);
     shared_.stats->publish(index_);
-}
-
-size_t SharedState::bucket_of(const IpAddr& ip) {
-    uint64_t h = ip.hi * 0x9e3779b97f4a7c15ULL ^ ip.lo * 0xc2b2ae3d27d4eb4fULL;
-    return static_cast<size_t>((h ^ (h >> 29)) % kClientBuckets);
 }
 
 bool SharedState::is_self(const IpAddr& ip, uint16_t port) const {
@@ -177,19 +215,23 @@ void Worker::on_accept(int fd, const sockaddr* peer) {
         refuse(fd, peer, 503, "hallpass is shutting down");
         return;
     }
+    // At a limit, a connection idle between requests makes room (the client reopens one when
+    // it needs it); only when none is idle is the newcomer refused. The idle one closes on its
+    // worker's next turn, so the count can pass the limit by the connections being closed.
     int open = shared_.connections.fetch_add(1) + 1;
-    if (open > cfg_.max_connections) {
+    if (open > cfg_.max_connections && !evict_idle(nullptr)) {
         shared_.connections.fetch_sub(1);
         refuse(fd, peer, 503, "too many connections, try again later (server.max_connections)");
         return;
     }
-    auto& per_client = shared_.per_client[SharedState::bucket_of(client)];
-    if (per_client.fetch_add(1) + 1 > cfg_.max_connections_per_client) {
-        per_client.fetch_sub(1);
-        shared_.connections.fetch_sub(1);
-        refuse(fd, peer, 503,
-               "too many connections from your address (server.max_connections_per_client)");
-        return;
+    if (!shared_.clients.try_add_connection(client, cfg_.max_connections_per_client)) {
+        if (!evict_idle(&client)) {
+            shared_.connections.fetch_sub(1);
+            refuse(fd, peer, 503,
+                   "too many connections from your address (server.max_connections_per_client)");
+            return;
+        }
+        shared_.clients.add_connection(client);
     }
     uint64_t id = shared_.next_id.fetch_add(1);
     auto conn = std::make_unique<Connection>(*this, id, fd, peer);
@@ -227,7 +269,7 @@ void Worker::on_reap() {
     std::vector<Connection*> done;
     done.swap(reap_list_);
     for (Connection* conn : done) {
-        shared_.per_client[SharedState::bucket_of(conn->client_ip())].fetch_sub(1);
+        shared_.clients.remove_connection(conn->client_ip());
         if (connections_.erase(conn)) shared_.connections.fetch_sub(1);
     }
     maybe_exit();

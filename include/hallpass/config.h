@@ -85,6 +85,9 @@ struct ServerConfig {
     std::vector<std::string> nameservers;   // empty = those of /etc/resolv.conf
     int dns_cache_max_ttl_s = 300;          // cap on cached TTLs
     size_t dns_cache_entries = 4096;        // per worker
+    // Lookups that miss the cache and wait for a nameserver, per client address, all workers:
+    // past it, 503 (one client's unanswerable names must not take everyone's lookups).
+    int max_dns_lookups_per_client = 32;
 
     std::string
         block_page;  // HTML template for blocked requests ("" = built-in); rule_set reads it
@@ -111,6 +114,8 @@ std::optional<std::string> check_local_exception(std::string_view text);
 
 // "ip" or "ip:port" (IPv6: "[ip]:port") as formatted for logs: inet_ntop plus port.
 std::string format_address(const sockaddr* addr);
+// The port of an IPv4 or IPv6 socket address (0 for other families).
+uint16_t port_of(const sockaddr* addr);
 
 // Reads the `server:` section of `path` (and checks the file's top-level keys). A missing file is
 // an error; a file without `server:` gives the defaults. Errors carry file:line:col.

@@ -60,6 +60,10 @@ class Connection final : public Relay::Owner {
     const IpAddr& client_ip() const { return client_ip_; }
     State state() const { return state_; }
     bool has_upstream() const { return upstream_ != nullptr; }  // for the statistics gauge
+    // Between requests with nothing of the next one read: closing it loses nothing.
+    bool idle() const;
+    // Closes an idle connection to make room for a new one at a connection limit.
+    void evict() { finish("closed while idle to make room (connection limit)"); }
 
     // libevent trampolines (public for the C callbacks in connection.cpp).
     void on_client_bytes(bool output, size_t added, size_t deleted);
@@ -77,6 +81,7 @@ class Connection final : public Relay::Owner {
     void finish(const char* reason);
     void arm_timer(int64_t ms);
     void touch();
+    void set_idle(bool idle);  // keeps SharedState::clients' idle set in step
 
     // ReadingHead
     void process_input();
@@ -84,15 +89,21 @@ class Connection final : public Relay::Owner {
     void handle_request();
     void handle_connect();
     void handle_origin_form();
+    bool names_this_host(const Authority& a) const;  // one of our addresses or host names
+    // A request for hallpass itself: the info page at /, 404 elsewhere, never forwarded.
+    void answer_self(const Authority& self, std::string_view path);
     bool check_policy();
     bool refuse_destination(const IpAddr& ip);
     void reply_blocked(const std::string& rule);
     std::string request_url() const;
+    bool output_full() const;  // the client's output holds buffer_bytes or more
+    void pause_upstream();     // stop reading the upstream until the client drains
     void next_request();
 
     // Resolving / Connecting
     void open_upstream(const Authority& target);
     void on_resolved(const DnsAnswer& answer);
+    void end_lookup();  // cancels the DNS wait, if any, and releases the client's lookup slot
     void connect_next();
     void on_upstream_connected();
 
@@ -128,12 +139,15 @@ class Connection final : public Relay::Owner {
     const uint64_t id_;
     std::string client_addr_;
     IpAddr client_ip_;
+    IpAddr local_ip_;          // the address the client reached us on
+    uint16_t local_port_ = 0;  // ...and its port
     State state_ = State::ReadingHead;
     bufferevent* client_ = nullptr;
     bufferevent* upstream_ = nullptr;
     event* timer_ = nullptr;
     event* client_watch_ = nullptr;  // checks the client for a reset while its reads are paused
     uint64_t dns_ticket_ = 0;
+    bool lookup_counted_ = false;  // holds one of the client's max_dns_lookups_per_client
     std::unique_ptr<Relay> relay_;
     int64_t last_activity_ms_ = 0;
 
@@ -144,6 +158,7 @@ class Connection final : public Relay::Owner {
     bool reprocess_ = false;      // ...and must look at the input again
     bool lingering_ = false;      // Closing: output flushed, SHUT_WR sent, discarding input
     bool tunnel_closed_ = false;  // the tunnel ended by both sides closing, not an error/timeout
+    bool idle_listed_ = false;    // listed as idle in SharedState::clients
 
     // The current request.
     bool head_started_ = false;
@@ -159,7 +174,8 @@ class Connection final : public Relay::Owner {
     ChunkedDecoder req_chunked_;
     bool req_body_done_ = true;
     bool client_keep_alive_ = false;
-    bool client_paused_ = false;  // client reads paused: upstream output full
+    bool client_paused_ = false;   // client reads paused: upstream output full
+    bool answers_paused_ = false;  // client reads paused: its output full (pipelining)
 
     // The rule snapshot that decided the request, and the deciding rule (-1: the default), for
     // the second check after DNS.
@@ -186,6 +202,7 @@ class Connection final : public Relay::Owner {
     bool upstream_paused_ = false;  // upstream reads paused: client output full
     bool upstream_eof_ = false;     // the upstream closed; buffered bytes may remain
     int resp_status_ = 0;
+    int interim_responses_ = 0;  // 1xx heads of this request so far
 
     // Accounting for the access log and statistics.
     Transaction txn_;

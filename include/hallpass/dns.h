@@ -61,18 +61,23 @@ class DnsResolver {
                                                        std::shared_ptr<const HostsTable> hosts);
     ~DnsResolver();
 
+    // The answer known now (hosts table, unexpired cache entry), or nothing: no query starts.
+    std::optional<DnsAnswer> known(const std::string& host);
+
     // Resolves canonical name `host`. When the answer is known now (hosts table, cache) it is
     // returned and `cb` is dropped. Otherwise a query is started or joined, *ticket is set, and
     // `cb` runs later on this loop, exactly once, unless cancel(*ticket) is called before.
     std::optional<DnsAnswer> resolve(const std::string& host, DnsCallback cb, uint64_t* ticket);
 
-    // Forgets the waiter; a late answer then only fills the cache. Unknown tickets are ignored.
+    // Forgets the waiter. When it was the name's last, the name's queries are cancelled too
+    // (evdns stops retransmitting them and frees their slots). Unknown tickets are ignored.
     void cancel(uint64_t ticket);
 
     const DnsStats& stats() const { return stats_; }
 
     struct Pending;  // one in-flight name (public for the evdns trampoline in dns.cpp)
     void on_query_done(Pending* pending);
+    void on_cancelled_done(Pending* pending);
 
   private:
     DnsResolver() = default;
@@ -90,6 +95,8 @@ class DnsResolver {
     uint64_t next_ticket_ = 1;
     std::unordered_map<std::string, CacheEntry> cache_;
     std::unordered_map<std::string, std::unique_ptr<Pending>> pending_;
+    // Names whose waiters all left: their evdns requests report DNS_ERR_CANCEL later.
+    std::unordered_map<Pending*, std::unique_ptr<Pending>> cancelled_;
     std::unordered_map<uint64_t, Pending*> tickets_;
     DnsStats stats_;
 };

@@ -18,9 +18,11 @@ std::string make_error_response(int status, std::string_view detail, bool keep_a
 // Standard reason phrase ("Bad Gateway"), or "Unknown".
 std::string_view reason_phrase(int status);
 
-// 200 page for an origin-form request sent straight to the proxy: what hallpass is and how to
-// use it as a proxy.
-std::string make_info_response(bool head_only);
+// 200 page for a request addressed to hallpass itself (GET / on its address): what hallpass is
+// and how to use it as a proxy, quoting the address it was reached on (host: a canonical host
+// name or IP literal, bracketed when IPv6).
+std::string make_info_response(std::string_view host, uint16_t port, bool keep_alive,
+                               bool head_only);
 
 inline constexpr std::string_view kConnectEstablished =
     "HTTP/1.1 200 Connection established\r\n\r\n";

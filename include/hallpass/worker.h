@@ -7,10 +7,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "hallpass/client_table.h"
 #include "hallpass/config.h"
 #include "hallpass/destination_guard.h"
 #include "hallpass/http_parser.h"
@@ -26,6 +28,7 @@ namespace hallpass {
 
 class Connection;
 class DnsResolver;
+class Worker;
 class HostsTable;
 class Stats;
 class UpstreamPool;
@@ -39,12 +42,13 @@ struct SelfAddress {
 
 // State shared by all workers: immutable after start, or lock-free counters.
 struct SharedState {
-    std::atomic<int> connections{0};   // open client connections, all workers
-    std::atomic<uint64_t> next_id{1};  // connection ids for logs
-    NetSet allowed_clients;            // server.allowed_clients, compiled
-    std::vector<SelfAddress> self;     // where hallpass listens
-    NetSet local_addresses;            // this machine's addresses (for `any` listeners)
-    DestinationGuard destinations;     // local destinations and their exceptions
+    std::atomic<int> connections{0};     // open client connections, all workers
+    std::atomic<uint64_t> next_id{1};    // connection ids for logs
+    NetSet allowed_clients;              // server.allowed_clients, compiled
+    std::vector<SelfAddress> self;       // where hallpass listens
+    NetSet local_addresses;              // this machine's addresses (for `any` listeners)
+    std::vector<std::string> own_names;  // this machine's host name, lower case
+    DestinationGuard destinations;       // local destinations and their exceptions
     // Receivers of every finished request (access log, statistics). Set before workers start;
     // read-only afterwards; each sink is called on the worker threads.
     std::vector<TransactionSink*> sinks;
@@ -52,11 +56,11 @@ struct SharedState {
     // upstream connections and tunnels on a 1 s timer. Null: no statistics. Set before start.
     Stats* stats = nullptr;
 
-    // Open connections per client address, in hashed buckets: lock-free, fixed memory. Two
-    // clients sharing a bucket share its count, which can only make the limit stricter.
-    static constexpr size_t kClientBuckets = 16384;
-    std::unique_ptr<std::atomic<int>[]> per_client { new std::atomic<int>[ kClientBuckets ]() };
-    static size_t bucket_of(const IpAddr& ip);
+    // Exact per-client counts (connections, DNS lookups, idle connections). Thread-safe.
+    ClientTable clients;
+    // Every worker, by index, so one at a connection limit can ask another to close an idle
+    // connection (request_evict). Set before the workers start.
+    std::vector<Worker*> workers;
 
     // True when ip:port is one of our own listening addresses (a request there would loop).
     bool is_self(const IpAddr& ip, uint16_t port) const;
@@ -83,11 +87,16 @@ class Worker {
     // Thread-safe: a new rule snapshot was published; drop the cached one now rather than at the
     // next request, so an idle worker does not keep old rules in memory.
     void request_rules_refresh();
+    // Thread-safe: close connection `id` of this worker if it is still idle between requests
+    // (another worker is at a connection limit and claimed it from SharedState::clients).
+    void request_evict(uint64_t id);
+    int index() const { return index_; }
 
     // For connections (worker thread only).
     event_base* base() const { return base_; }
     const ServerConfig& config() const { return cfg_; }
     const SharedState& shared() const { return shared_; }
+    ClientTable& clients() { return shared_.clients; }
     const ParseLimits& limits() const { return limits_; }
     DnsResolver& dns() { return *dns_; }
     UpstreamPool& pool() { return *pool_; }
@@ -109,11 +118,16 @@ class Worker {
     void on_resume_accept();
     void on_rules_refresh() { (void)rules_.get(); }
     void on_stats_tick();
+    void on_evict();
 
   private:
     void close_listeners();
     void refuse(int fd, const sockaddr* peer, int status, const char* why);
     void maybe_exit();
+    // At a limit: asks the worker holding `ip`'s (or, null, anyone's) longest-idle connection to
+    // close it. False when there is none.
+    bool evict_idle(const IpAddr* ip);
+    void evict_now(uint64_t id);
 
     int index_;
     const ServerConfig& cfg_;
@@ -130,6 +144,9 @@ class Worker {
     event* resume_timer_ = nullptr;  // re-enables accepting after EMFILE
     event* refresh_event_ = nullptr;
     event* stats_timer_ = nullptr;  // 1 s, persistent; only with SharedState::stats
+    event* evict_event_ = nullptr;
+    std::mutex evict_mu_;
+    std::vector<uint64_t> evict_ids_;  // guarded by evict_mu_
     RuleCache rules_;
     std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
     std::vector<Connection*> reap_list_;

@@ -4,6 +4,8 @@
 // max_connections, and go on serving.
 #include <doctest/doctest.h>
 
+#include <thread>
+
 #include "harness.h"
 
 using namespace hallpass::e2e;
@@ -119,4 +121,53 @@ TEST_CASE("client abort: aborted connections are not counted against max_connect
         },
         3s);
     CHECK_MESSAGE(all_served, "a slot stayed taken by an aborted connection");
+}
+
+TEST_CASE("client abort: a client that closes while its request waits ends it within a second") {
+    // A close (FIN), not a reset: what a browser tab or curl that gives up sends. Nobody would
+    // read the answer, so the lookup, the connect or the upstream exchange ends at once
+    // instead of holding its resources for the whole timeout.
+    TempDir dir;
+    ScriptedOrigin ok;
+    HallpassOptions opts;
+    opts.server_yaml = "dns_timeout_ms: 4000\nconnect_timeout_ms: 30000";
+    std::string request;
+    std::unique_ptr<ScriptedOrigin> silent;
+    std::unique_ptr<Blackhole> hole;
+    SUBCASE("resolving") {
+        opts.dns_mode = DnsStub::Mode::Silent;
+        request = "GET http://nowhere.test/ HTTP/1.1\r\nHost: nowhere.test\r\n\r\n";
+    }
+    SUBCASE("connecting") {
+        hole = std::make_unique<Blackhole>();
+        request = proxy_get(hole->port(), "/");
+    }
+    SUBCASE("waiting for the response head") {
+        silent =
+            std::make_unique<ScriptedOrigin>(ScriptedOrigin::Options{ScriptedOrigin::Mode::Silent});
+        request = proxy_get(silent->port(), "/wait");
+    }
+    Hallpass proxy(dir, opts);
+    {
+        RawClient c(proxy.port());
+        c.send(request);
+        if (silent) {
+            REQUIRE(silent->wait_for_requests(1));
+        } else {
+            std::this_thread::sleep_for(300ms);
+        }
+    }  // closed here
+    auto closed_at = Clock::now();
+    CHECK(proxy.wait_for_log("closed: client closed before the response", 1s));
+    if (silent) {
+        CHECK_MESSAGE(wait_until([&] { return silent->closed_by_peer() == 1; }, 1s),
+                      "the origin's connection stayed open after the client left");
+    }
+    if (opts.dns_mode == DnsStub::Mode::Silent) {
+        // evdns retries after half the DNS timeout (2 s): a cancelled lookup is not retried.
+        std::this_thread::sleep_until(closed_at + 2500ms);
+        CHECK_MESSAGE(proxy.dns().queries() == 2, "the lookup went on after the client left: "
+                                                      << proxy.dns().queries() << " queries");
+    }
+    CHECK(probe(proxy.port(), ok.port(), "/") == 200);
 }

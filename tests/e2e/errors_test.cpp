@@ -69,12 +69,12 @@ TEST_CASE("errors: methods and schemes hallpass does not proxy") {
 
     SUBCASE("405 for a POST straight to the proxy") {
         auto r =
-            ask(proxy.port(), "POST /submit HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
+            ask(proxy.port(), "POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi");
         REQUIRE(r);
         CHECK(r->status == 405);
     }
     SUBCASE("405 for a DELETE straight to the proxy") {
-        auto r = ask(proxy.port(), "DELETE /x HTTP/1.1\r\nHost: x\r\n\r\n");
+        auto r = ask(proxy.port(), "DELETE /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         REQUIRE(r);
         CHECK(r->status == 405);
     }
@@ -113,7 +113,7 @@ TEST_CASE("errors: methods and schemes hallpass does not proxy") {
     CHECK(probe(proxy.port(), origin.port()) == 200);
 }
 
-TEST_CASE("errors: origin-form requests get the info page") {
+TEST_CASE("errors: requests for hallpass itself get the info page, others 400") {
     TempDir dir;
     Hallpass proxy(dir);
 
@@ -127,11 +127,37 @@ TEST_CASE("errors: origin-form requests get the info page") {
     REQUIRE(head);
     CHECK(head->status == 200);
 
-    auto curl_get =
-        curl(0, {"-w", "%{http_code}", "http://127.0.0.1:" + std::to_string(proxy.port()) + "/"});
+    const std::string self = "127.0.0.1:" + std::to_string(proxy.port());
+    auto curl_get = curl(0, {"-w", "%{http_code}", "http://" + self + "/"});
     CHECK(curl_get.exit_code == 0);
     CHECK(contains(curl_get.out, "hallpass"));
     CHECK(curl_get.out.substr(curl_get.out.size() - 3) == "200");
+    // It quotes the address it was reached on.
+    CHECK_MESSAGE(contains(curl_get.out, "curl -x http://" + self + " http://example.com/"),
+                  curl_get.out);
+    CHECK_FALSE(contains(curl_get.out, "HOST"));
+
+    // Only / is served; other paths are 404.
+    auto other = ask(proxy.port(), "GET /favicon.ico HTTP/1.1\r\nHost: " + self + "\r\n\r\n");
+    REQUIRE(other);
+    CHECK(other->status == 404);
+
+    // A request for some other server, sent to the proxy as if it were that server: 400.
+    auto elsewhere = ask(proxy.port(), "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    REQUIRE(elsewhere);
+    CHECK(elsewhere->status == 400);
+    CHECK(contains(elsewhere->body, "hallpass is a proxy"));
+    auto wrong_port = ask(proxy.port(), "GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n");
+    REQUIRE(wrong_port);
+    CHECK(wrong_port->status == 400);
+
+    // A browser set to use the proxy, asked for the proxy's own address: answered the same.
+    auto via_proxy = curl(proxy.port(), {"-w", "%{http_code}", "http://" + self + "/"});
+    CHECK(via_proxy.exit_code == 0);
+    CHECK(contains(via_proxy.out, "filtering HTTP proxy"));
+    CHECK(via_proxy.out.substr(via_proxy.out.size() - 3) == "200");
+    auto via_proxy_other = curl(proxy.port(), {"-w", "%{http_code}", "http://" + self + "/x"});
+    CHECK(via_proxy_other.out.substr(via_proxy_other.out.size() - 3) == "404");
 }
 
 TEST_CASE("errors: size limits give 414 and 431") {
@@ -194,12 +220,16 @@ TEST_CASE("errors: over max_connections a client gets 503 and the listener keeps
 
     auto first = std::make_unique<RawClient>(proxy.port());
     RawClient second(proxy.port());
-    // Both are accepted and counted: each completes an exchange and stays open (keep-alive).
+    // Both are accepted and counted: each completes an exchange, stays open (keep-alive) and
+    // starts its next request (an idle one would be closed to make room for the third).
+    const std::string next = proxy_get(origin.port(), "/1k");
+    const size_t half = next.size() / 2;
     for (RawClient* c : {first.get(), &second}) {
         c->send(proxy_get(origin.port(), "/1k"));
         auto r = c->read_final_response();
         REQUIRE(r);
         CHECK(r->status == 200);
+        c->send(next.substr(0, half));
     }
 
     RawClient third(proxy.port());
@@ -210,7 +240,7 @@ TEST_CASE("errors: over max_connections a client gets 503 and the listener keeps
     CHECK(third.wait_closed(3s));
 
     // The two admitted connections still work.
-    second.send(proxy_get(origin.port(), "/1k"));
+    second.send(next.substr(half));
     auto again = second.read_final_response();
     REQUIRE(again);
     CHECK(again->status == 200);

@@ -182,6 +182,19 @@ void send_all_blocking(int fd, std::string_view data) {
     }
 }
 
+// As send_all_blocking; false when the peer stopped taking bytes (error or shutdown).
+bool send_all_checked(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -650,12 +663,22 @@ void DnsStub::serve() {
         }
         queries_++;
         if (mode_ == Mode::Silent) continue;
+        const bool ok_name = name.rfind("ok", 0) == 0;
+        if (mode_ == Mode::OkAnswers && !ok_name) continue;
+        const bool type_a = q[pos - 4] == 0 && q[pos - 3] == 1;
         std::string reply(reinterpret_cast<const char*>(q), pos);
         reply[2] = static_cast<char>(0x80 | (q[2] & 0x79));  // QR, same opcode and RD
-        reply[3] = static_cast<char>(0x80 | 3);              // RA, RCODE=3 NXDOMAIN
+        // RA, and RCODE=3 NXDOMAIN, or 0 for an "ok" name.
+        reply[3] = static_cast<char>(mode_ == Mode::OkAnswers ? 0x80 : 0x80 | 3);
         reply[4] = 0;
         reply[5] = 1;  // QDCOUNT 1; AN/NS/AR 0 (an EDNS OPT record in the query is dropped)
         for (int i = 6; i < 12; ++i) reply[i] = 0;
+        if (mode_ == Mode::OkAnswers && type_a) {
+            // One answer: a pointer to the question's name, A, IN, TTL 60, 127.0.0.1.
+            reply[7] = 1;
+            const unsigned char rr[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1};
+            reply.append(reinterpret_cast<const char*>(rr), sizeof rr);
+        }
         ::sendto(fd_, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from), from_len);
     }
 }
@@ -833,6 +856,14 @@ void ScriptedOrigin::serve(int fd) {
             record(std::exchange(buf, {}));
             send_all_blocking(fd, options_.reply);
             ::shutdown(fd, SHUT_WR);
+            return;
+        case Mode::Repeat:
+            if (next_request(request)) {
+                record(request);
+                while (!stopping_) {
+                    if (!send_all_checked(fd, options_.reply)) break;
+                }
+            }
             return;
         case Mode::ResetAfterHead:
             while (!contains(buf, "\r\n\r\n"))
@@ -1416,6 +1447,25 @@ RawClient::RawClient(uint16_t port, std::string host, Ms timeout, int rcvbuf, st
 }
 
 RawClient::~RawClient() { close_fd(fd_); }
+
+Blackhole::Blackhole() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = loopback(0);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 0) != 0) {
+        close_fd(fd_);
+        throw std::runtime_error(errno_text("blackhole bind/listen"));
+    }
+    port_ = bound_port(fd_);
+    // Fill the queue (backlog 0 admits one; a spare for luck). These connects complete.
+    for (int i = 0; i < 2; ++i) {
+        try {
+            fillers_.push_back(std::make_unique<RawClient>(port_, "127.0.0.1", 300ms));
+        } catch (const std::exception&) {
+        }
+    }
+}
+
+Blackhole::~Blackhole() { close_fd(fd_); }
 
 int RawClient::try_connect(uint16_t port, std::string host, Ms timeout) {
     try {

@@ -166,11 +166,12 @@ RunResult run(const std::vector<std::string>& argv, Ms timeout = 20s,
 RunResult curl(uint16_t proxy_port, const std::vector<std::string>& args, Ms timeout = 20s);
 
 // ---------------------------------------------------------------------------------------------
-// DNS stub: answers every query with NXDOMAIN, or (Silent) never answers.
+// DNS stub: answers every query with NXDOMAIN, or (Silent) never answers, or (OkAnswers)
+// answers names that start with "ok" (A 127.0.0.1, AAAA none) and never answers the others.
 
 class DnsStub {
   public:
-    enum class Mode { NxDomain, Silent };
+    enum class Mode { NxDomain, Silent, OkAnswers };
     explicit DnsStub(Mode mode = Mode::NxDomain);
     ~DnsStub();
     DnsStub(const DnsStub&) = delete;
@@ -206,7 +207,8 @@ class ScriptedOrigin {
         ResetMidResponse,    // read a request, send `reply` (a partial response), then RST
         CloseEarly,          // read a request, close without answering
         ReadToEofThenReply,  // read until the peer's EOF, record it all, send `reply`, close
-        ResetAfterHead       // read a request head, record it, then RST (body still coming)
+        ResetAfterHead,      // read a request head, record it, then RST (body still coming)
+        Repeat  // read a request, record it, send `reply` until the peer stops taking it
     };
     struct Options {
         Mode mode = Mode::Respond;
@@ -506,6 +508,22 @@ class RawClient {
     std::string buf_;
     bool eof_ = false;
     End last_end_ = End::Ok;
+};
+
+// A listener whose accept queue is full and never drained: further SYNs are dropped, so a
+// connect to it neither succeeds nor fails until the connector gives up. Loopback only.
+class Blackhole {
+  public:
+    Blackhole();
+    ~Blackhole();
+    Blackhole(const Blackhole&) = delete;
+    Blackhole& operator=(const Blackhole&) = delete;
+    uint16_t port() const { return port_; }
+
+  private:
+    int fd_ = -1;
+    uint16_t port_ = 0;
+    std::vector<std::unique_ptr<RawClient>> fillers_;
 };
 
 // One request "GET http://127.0.0.1:PORT/path HTTP/1.1" with Host, for tests that just need a

@@ -13,37 +13,6 @@ using namespace hallpass::e2e;
 
 namespace {
 
-// A listener whose accept queue is full and never drained: further SYNs are dropped, so a
-// connect to it neither succeeds nor fails until the connector gives up. Loopback only.
-class Blackhole {
-  public:
-    Blackhole() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 0) != 0)
-            throw std::runtime_error("blackhole bind/listen failed");
-        socklen_t len = sizeof a;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        // Fill the queue (backlog 0 admits one; a spare for luck). These connects complete.
-        for (int i = 0; i < 2; ++i) {
-            try {
-                fillers_.push_back(std::make_unique<RawClient>(port_, "127.0.0.1", 300ms));
-            } catch (const std::exception&) {
-            }
-        }
-    }
-    ~Blackhole() { ::close(fd_); }
-    uint16_t port() const { return port_; }
-
-  private:
-    int fd_ = -1;
-    uint16_t port_ = 0;
-    std::vector<std::unique_ptr<RawClient>> fillers_;
-};
-
 Ms since(Clock::time_point start) { return std::chrono::duration_cast<Ms>(Clock::now() - start); }
 
 }  // namespace

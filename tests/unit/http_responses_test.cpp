@@ -101,18 +101,25 @@ TEST_CASE("http_responses: an empty detail leaves out the paragraph") {
 }
 
 TEST_CASE("http_responses: the info page says what hallpass is and how to use it") {
-    const Parsed p = parse(make_info_response(false));
+    const Parsed p = parse(make_info_response("192.168.1.2", 12345, true, false));
     CHECK(p.head.status == 200);
     CHECK(p.head.reason == "OK");
     CHECK(field(p.head, "Content-Length") == std::to_string(p.body.size()));
     CHECK(field(p.head, "Content-Type") == "text/html; charset=utf-8");
     CHECK(field(p.head, "Cache-Control") == "no-store");
     CHECK(p.body.find("filtering HTTP proxy") != std::string::npos);
-    CHECK(p.body.find("curl -x http://HOST:12345 http://example.com/") != std::string::npos);
+    CHECK(p.body.find("curl -x http://192.168.1.2:12345 http://example.com/") != std::string::npos);
+    CHECK(p.body.find("HOST") == std::string::npos);
+    CHECK(count_headers(p.head.headers, "Connection") == 0);
     CHECK(p.body.find("browser") != std::string::npos);
     CHECK(p.body.find("<title>hallpass</title>") != std::string::npos);
 
-    const Parsed h = parse(make_info_response(true));
+    // What it quotes is escaped (the host comes from the request).
+    const Parsed e = parse(make_info_response("<b>", 8080, false, false));
+    CHECK(e.body.find("<b>") == std::string::npos);
+    CHECK(e.body.find("&lt;b&gt;:8080") != std::string::npos);
+
+    const Parsed h = parse(make_info_response("192.168.1.2", 12345, true, true));
     CHECK(h.body.empty());
     CHECK(field(h.head, "Content-Length") == std::to_string(p.body.size()));
 }
