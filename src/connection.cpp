@@ -669,7 +669,7 @@ bool Connection::check_policy() {
     // nothing has been resolved or connected yet, so a blocked request never reaches the network.
     rules_ = worker_.rules();
     const RuleSet& rules = *rules_;
-    std::string url = !is_connect_ && rules.needs_url() ? request_url() : std::string();
+    std::string url = !is_connect_ && rules.needs_url() ? rules_url() : std::string();
     RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
     Decision decision = rules.decide(facts);
     decided_rule_ = decision.rule;
@@ -714,9 +714,10 @@ bool Connection::refuse_destination(const IpAddr& ip) {
         txn_.host = target_.host;
         txn_.port = target_.port;
     };
-    if (shared.is_self(ip, target_.port)) {
+    bool admin = false;
+    if (shared.is_self(ip, target_.port, &admin)) {
         note_target();
-        if (!is_connect_) {
+        if (!is_connect_ && !admin) {
             // A browser set to use the proxy, asked for the proxy's own address: it is
             // answered here, as if asked directly, and never forwarded.
             answer_self(target_, uri_.path_and_query.substr(0, uri_.path_and_query.find('?')));
@@ -755,6 +756,10 @@ void Connection::pause_upstream() {
 
 std::string Connection::request_url() const {
     return "http://" + target_.host_header(80) + uri_.path_and_query;
+}
+
+std::string Connection::rules_url() const {
+    return "http://" + target_.host_header(80) + normalize_path(uri_.path_and_query);
 }
 
 void Connection::next_request() {
@@ -854,7 +859,7 @@ void Connection::on_resolved(const DnsAnswer& answer) {
     // Every address is checked, not only the first: a rebinding answer may mix a public address
     // with 127.0.0.1, and connect_next() would try the next one after a failure.
     const bool second_check = rules_ && rules_->has_dest_nets();
-    std::string url = second_check && !is_connect_ && rules_->needs_url() ? request_url() : "";
+    std::string url = second_check && !is_connect_ && rules_->needs_url() ? rules_url() : "";
     RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
     for (auto& a : addrs_) {
         set_port(&a, target_.port);

@@ -15,6 +15,26 @@
 namespace hallpass {
 namespace {
 
+// The host name inside something written as a URL or host:port ("https://games.test/",
+// "games.test/play", "user@games.test:8080"), when there is one: for a did-you-mean.
+std::optional<std::string> name_in_url(std::string_view text) {
+    std::string_view rest = text;
+    if (size_t scheme = rest.find("://"); scheme != std::string_view::npos) {
+        rest.remove_prefix(scheme + 3);
+    }
+    rest = rest.substr(0, rest.find_first_of("/?#"));
+    if (size_t at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
+    if (!rest.starts_with('[')) {
+        if (size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
+            rest = rest.substr(0, colon);
+        }
+    }
+    if (rest.empty() || rest == text) return std::nullopt;
+    auto host = canonicalize_host(rest);
+    if (!host || host->kind != HostKind::Name) return std::nullopt;
+    return host->host;
+}
+
 constexpr std::string_view kRuleKeys[] = {"name",    "action",     "clients",   "hosts",
                                           "domains", "host_regex", "url_regex", "lists",
                                           "ports",   "dest_nets"};
@@ -235,6 +255,11 @@ class Loader {
             if (domains && text.starts_with(".")) text.remove_prefix(1);
             auto host = canonicalize_host(text);
             if (!host) {
+                if (auto name = name_in_url(text)) {
+                    return src_.error_at(
+                        item(node, i),
+                        where + ": " + key + " take names, not URLs: did you mean " + *name + "?");
+                }
                 return src_.error_at(
                     item(node, i), where + ": invalid " + std::string(domains ? "domain" : "host") +
                                        " \"" + (*entries)[i] + "\": " + host.error().message);

@@ -8,6 +8,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,6 +81,36 @@ std::vector<std::string> own_names() {
     return names;
 }
 
+// Descriptors a full proxy needs: a client and an upstream socket per connection, plus the
+// listeners, pooled connections, log files and libevent's own.
+rlim_t descriptors_needed(const ServerConfig& cfg) {
+    return static_cast<rlim_t>(cfg.max_connections) * 2 +
+           static_cast<rlim_t>(std::min<size_t>(cfg.pool_max_idle, 100'000)) + 256;
+}
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (the default soft limit, 1024, holds a few
+// hundred clients), and says so when even that cannot hold max_connections: past it, accepts
+// pause on EMFILE instead of failing, but the admin should know before a busy evening does.
+void raise_descriptor_limit(const ServerConfig& cfg) {
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+    const rlim_t want = descriptors_needed(cfg);
+    if (lim.rlim_cur < lim.rlim_max) {
+        rlim_t target = lim.rlim_max == RLIM_INFINITY ? std::max(want, lim.rlim_cur) : lim.rlim_max;
+        rlimit raised{target, lim.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim.rlim_cur = target;
+    }
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < want) {
+        LOG_WARN(
+            "the descriptor limit (RLIMIT_NOFILE %llu) cannot hold max_connections %d (needs "
+            "about %llu): raise LimitNOFILE / ulimit -n, or lower max_connections",
+            static_cast<unsigned long long>(lim.rlim_cur), cfg.max_connections,
+            static_cast<unsigned long long>(want));
+    } else {
+        LOG_DEBUG("descriptor limit %llu", static_cast<unsigned long long>(lim.rlim_cur));
+    }
+}
+
 struct SignalContext {
     std::vector<std::unique_ptr<Worker>>* workers;
     event_base* base;
@@ -126,6 +157,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     s->rules_ = std::move(rules);
     s->rules_path_ = std::move(rules_path);
     s->shared_ = std::make_unique<SharedState>();
+    raise_descriptor_limit(s->cfg_);
     for (const std::string& cidr : s->cfg_.allowed_clients) {
         if (auto err = s->shared_->allowed_clients.add(cidr))
             return Error{"allowed_clients: " + *err};
@@ -230,6 +262,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
         self.ip = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
         self.any = self.ip.hi == 0 && self.ip.lo == 0;
         self.port = port_of(sa);
+        self.admin = true;
         s->shared_->self.push_back(self);
     }
     for (int w = 0; w < threads; ++w) {

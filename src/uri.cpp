@@ -7,9 +7,11 @@
 #include <arpa/inet.h>
 #include <idn2.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 namespace hallpass {
 
@@ -298,6 +300,73 @@ Result<Authority> parse_authority(std::string_view text, bool port_required,
                                   uint16_t default_port) {
     if (text.find('@') != std::string_view::npos) return fail("userinfo not allowed");
     return parse_host_port(text, port_required, default_port);
+}
+
+std::string normalize_path(std::string_view path_and_query) {
+    size_t q = path_and_query.find('?');
+    std::string_view path = path_and_query.substr(0, q);
+    auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    auto unreserved = [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+    };
+    // 1. Decode escapes of unreserved characters; upper-case the hex of the others.
+    std::string decoded;
+    decoded.reserve(path.size());
+    for (size_t i = 0; i < path.size(); ++i) {
+        if (path[i] == '%' && i + 2 < path.size()) {
+            int hi = hex(path[i + 1]), lo = hex(path[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                auto c = static_cast<unsigned char>(hi * 16 + lo);
+                if (unreserved(c)) {
+                    decoded += static_cast<char>(c);
+                } else {
+                    static constexpr char kHex[] = "0123456789ABCDEF";
+                    decoded += '%';
+                    decoded += kHex[hi];
+                    decoded += kHex[lo];
+                }
+                i += 2;
+                continue;
+            }
+        }
+        decoded += path[i];
+    }
+    // 2. Segments: empty ones (repeated slashes) and "." dropped, ".." removes the one before.
+    std::vector<std::string_view> segments;
+    std::string_view rest(decoded);
+    if (rest.starts_with('/')) rest.remove_prefix(1);
+    bool trailing_slash = false;
+    while (true) {
+        size_t slash = rest.find('/');
+        std::string_view seg = rest.substr(0, slash);
+        bool last = slash == std::string_view::npos;
+        if (seg == "..") {
+            if (!segments.empty()) segments.pop_back();
+            trailing_slash = last;
+        } else if (seg == ".") {
+            trailing_slash = last;
+        } else if (!seg.empty()) {
+            segments.push_back(seg);
+            trailing_slash = false;
+        } else {
+            trailing_slash = last && !segments.empty();
+        }
+        if (last) break;
+        rest.remove_prefix(slash + 1);
+    }
+    std::string out;
+    for (std::string_view seg : segments) {
+        out += '/';
+        out += seg;
+    }
+    if (out.empty() || trailing_slash) out += '/';
+    if (q != std::string_view::npos) out += path_and_query.substr(q);
+    return out;
 }
 
 }  // namespace hallpass

@@ -173,14 +173,14 @@ void Worker::on_stats_tick() {
     shared_.stats->publish(index_);
 }
 
-bool SharedState::is_self(const IpAddr& ip, uint16_t port) const {
+bool SharedState::is_self(const IpAddr& ip, uint16_t port, bool* admin) const {
     // 0.0.0.0 and :: as a destination reach this host, whichever local address we listen on.
     const bool unspecified = ip.hi == 0 && ip.lo == 0;
     for (const SelfAddress& s : self) {
         if (s.port != port) continue;
-        if (unspecified) return true;
-        if (s.any ? local_addresses.contains(ip)
-                  : (s.ip.v6 == ip.v6 && s.ip.hi == ip.hi && s.ip.lo == ip.lo)) {
+        if (unspecified || (s.any ? local_addresses.contains(ip)
+                                  : (s.ip.v6 == ip.v6 && s.ip.hi == ip.hi && s.ip.lo == ip.lo))) {
+            if (admin) *admin = s.admin;
             return true;
         }
     }

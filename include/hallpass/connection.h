@@ -95,9 +95,10 @@ class Connection final : public Relay::Owner {
     bool check_policy();
     bool refuse_destination(const IpAddr& ip);
     void reply_blocked(const std::string& rule);
-    std::string request_url() const;
-    bool output_full() const;  // the client's output holds buffer_bytes or more
-    void pause_upstream();     // stop reading the upstream until the client drains
+    std::string request_url() const;  // as the client sent it (logs, block page)
+    std::string rules_url() const;    // normalised path (normalize_path): what url_regex sees
+    bool output_full() const;         // the client's output holds buffer_bytes or more
+    void pause_upstream();            // stop reading the upstream until the client drains
     void next_request();
 
     // Resolving / Connecting

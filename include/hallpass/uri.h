@@ -28,7 +28,8 @@ struct Authority {
 struct AbsoluteUri {
     std::string scheme;  // lower-cased, e.g. "http"
     Authority authority;
-    std::string path_and_query;  // origin-form target: starts with '/' ("/" when empty); no fragment
+    std::string
+        path_and_query;  // origin-form target: starts with '/' ("/" when empty); no fragment
 };
 
 // Parses an absolute-form request target (RFC 9112 §3.2.2). Any scheme is parsed ("ftp", "https")
@@ -53,5 +54,12 @@ Result<Authority> parse_authority(std::string_view text, bool port_required,
 // "0x7f.1" and "2130706433" fail instead of reaching 127.0.0.1 past a rule. Input has no
 // brackets.
 Result<Authority> canonicalize_host(std::string_view host);
+
+// The form of a path (and query) that url_regex rules match, so that one path cannot be spelt
+// many ways around a rule: in the path (not the query) percent-escapes of unreserved characters
+// are decoded (`%61` -> `a`; other escapes keep their bytes, with upper-case hex), repeated
+// slashes collapse, and dot segments (`/./`, `/x/../`) are removed (RFC 3986 §5.2.4, §6.2.2).
+// The request itself is forwarded as the client sent it.
+std::string normalize_path(std::string_view path_and_query);
 
 }  // namespace hallpass

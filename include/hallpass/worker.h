@@ -38,6 +38,7 @@ struct SelfAddress {
     bool any = false;  // 0.0.0.0 or ::: every local address on `port`
     IpAddr ip;
     uint16_t port = 0;
+    bool admin = false;  // the admin endpoint, not a proxy listener
 };
 
 // State shared by all workers: immutable after start, or lock-free counters.
@@ -63,7 +64,8 @@ struct SharedState {
     std::vector<Worker*> workers;
 
     // True when ip:port is one of our own listening addresses (a request there would loop).
-    bool is_self(const IpAddr& ip, uint16_t port) const;
+    // *admin (when given) says whether it is the admin endpoint's.
+    bool is_self(const IpAddr& ip, uint16_t port, bool* admin = nullptr) const;
 };
 
 class Worker {

@@ -166,6 +166,9 @@ TEST_CASE("check: each kind of broken file exits 1 with file:line:col and a mess
          "lists:\n  ads: { file: ads.txt }\nrules:\n  - name: x\n    action: block\n"
          "    lists: [adz]\n",
          "6:13: rule \"x\": undefined list \"adz\" (did you mean \"ads\"?)"},
+        {"a URL where a name is expected",
+         "rules:\n  - name: x\n    action: block\n    domains: [\"https://games.test/\"]\n",
+         "4:15: rule \"x\": domains take names, not URLs: did you mean games.test?"},
         {"CIDR with host bits", "groups:\n  kids: [192.168.1.1/24]\n",
          "2:10: group \"kids\": \"192.168.1.1/24\" has host bits set (did you mean "
          "192.168.1.0/24?)"},

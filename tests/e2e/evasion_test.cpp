@@ -30,6 +30,9 @@ rules:
   - name: lab-net
     action: block
     dest_nets: [127.0.0.2/31]
+  - name: no-ads-path
+    action: block
+    url_regex: ['^http://[^/]+/ads/']
 )";
 
 struct Setup {
@@ -340,4 +343,19 @@ TEST_CASE("evasion: odd but valid target forms of the blocked name") {
     check_blocked(s.port(), "GET http://www.blocked.test:" + op + "/ HTTP/1.0\r\n\r\n",
                   "block-test");
     s.check_untouched();
+}
+
+TEST_CASE("evasion: url_regex sees one spelling of the path; the request goes out as sent") {
+    Setup s;
+    const std::string site = "site.test:" + s.op;
+    for (const std::string& path :
+         Strings{"/ads/x.js", "/%61ds/x.js", "/%61%64%73/x.js", "//ads/x.js", "/./ads/x.js",
+                 "/x/../ads/x.js", "/x/%2e%2e/ads/x.js", "///./ads/x.js"}) {
+        check_blocked(s.port(), get("http://" + site + path, site), "no-ads-path");
+    }
+    s.check_untouched();
+    // Allowed requests are forwarded byte for byte, not in the normalised form.
+    check_status(s.port(), get("http://" + site + "/x/./y//z%7e", site), 200);
+    REQUIRE(s.origin.wait_for_requests(1));
+    CHECK(contains(s.origin.requests()[0], "GET /x/./y//z%7e HTTP/1.1"));
 }

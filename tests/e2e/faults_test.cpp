@@ -406,9 +406,8 @@ TEST_CASE("faults: a client reset while its side is paused for backpressure is n
         REQUIRE(lines.size() == 1);
         const std::string closed = "c=" + connection_id(lines[0]) + " 127.0.0.1:";
         c.reset();
-        CHECK_MESSAGE(
-            wait_until([&] { return logged_closed(proxy, closed); }, 5s),
-            "the tunnel stayed open after the paused client reset");
+        CHECK_MESSAGE(wait_until([&] { return logged_closed(proxy, closed); }, 5s),
+                      "the tunnel stayed open after the paused client reset");
         CHECK(probe(proxy.port(), ok.port(), "/") == 200);
     }
 }
@@ -584,4 +583,27 @@ TEST_CASE("faults: out of descriptors, the proxy pauses accepting, stays idle, a
     CHECK(proxy.running());
     // A burst after recovery is served in full.
     for (int i = 0; i < 20; ++i) CHECK(probe(proxy.port(), origin.port()) == 200);
+}
+
+TEST_CASE("faults: the descriptor limit is raised at start, and a low one is reported") {
+    TempDir dir;
+    SUBCASE("soft limit raised to the hard limit") {
+        HallpassOptions opts;
+        opts.command_prefix = {"prlimit", "--nofile=256:8192"};
+        opts.server_yaml = "max_connections: 1000";
+        Hallpass proxy(dir, opts);
+        std::string limits = read_file("/proc/" + std::to_string(proxy.pid()) + "/limits");
+        auto at = limits.find("Max open files");
+        REQUIRE(at != std::string::npos);
+        std::string line = limits.substr(at, limits.find('\n', at) - at);
+        CHECK_MESSAGE(contains(line, " 8192 "), line);
+        CHECK_FALSE(contains(proxy.stderr_text(), "cannot hold max_connections"));
+    }
+    SUBCASE("a hard limit too low for max_connections is a warning") {
+        HallpassOptions opts;
+        opts.command_prefix = {"prlimit", "--nofile=64:64"};
+        opts.server_yaml = "max_connections: 1000";
+        Hallpass proxy(dir, opts);
+        CHECK(proxy.wait_for_log("cannot hold max_connections 1000"));
+    }
 }

@@ -113,6 +113,11 @@ TEST_CASE("rules_loader: every validation error has file:line:col") {
          "(unclosed"},
         {"invalid host", "rules:\n  - action: block\n    hosts: ['a b.com']\n",
          "rules.yaml:3:13: rule \"rule 1\": invalid host \"a b.com\""},
+        {"a URL as a domain", "rules:\n  - action: block\n    domains: ['https://games.test/']\n",
+         "rules.yaml:3:15: rule \"rule 1\": domains take names, not URLs: did you mean "
+         "games.test?"},
+        {"a path after a host", "rules:\n  - action: block\n    hosts: [games.test/play]\n",
+         "rules.yaml:3:13: rule \"rule 1\": hosts take names, not URLs: did you mean games.test?"},
         {"ip as a domain", "rules:\n  - action: block\n    domains: [10.0.0.1]\n",
          "rules.yaml:3:15: rule \"rule 1\": \"10.0.0.1\" is an IP address: put it in hosts or "
          "dest_nets"},

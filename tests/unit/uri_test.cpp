@@ -355,3 +355,23 @@ TEST_CASE("error: to_string prints the parts that are known") {
     CHECK(Error{"bad", "", 3, 4}.to_string() == "3:4: bad");
     CHECK(Error{"bad", "", 0, 0}.to_string() == "bad");
 }
+
+TEST_CASE("uri: normalize_path gives one spelling of a path for url_regex") {
+    CHECK(normalize_path("/") == "/");
+    CHECK(normalize_path("/ads/x.js") == "/ads/x.js");
+    CHECK(normalize_path("/%61ds/") == "/ads/");
+    CHECK(normalize_path("/%41%7e%2d") == "/A~-");
+    CHECK(normalize_path("//ads/") == "/ads/");
+    CHECK(normalize_path("/./ads/") == "/ads/");
+    CHECK(normalize_path("/x/../ads/") == "/ads/");
+    CHECK(normalize_path("/x/%2e%2e/ads/") == "/ads/");
+    CHECK(normalize_path("/../../ads") == "/ads");
+    CHECK(normalize_path("/a/b/..") == "/a/");
+    CHECK(normalize_path("/a/.") == "/a/");
+    // Reserved characters keep their escapes (a %2F is not a separator), hex upper-cased.
+    CHECK(normalize_path("/a%2fb") == "/a%2Fb");
+    CHECK(normalize_path("/a%zz") == "/a%zz");
+    CHECK(normalize_path("/a%4") == "/a%4");
+    // The query is left alone.
+    CHECK(normalize_path("/p//q?x=//%61/../") == "/p/q?x=//%61/../");
+}
