@@ -153,6 +153,14 @@ std::optional<Error> set_hosts_file(const YamlSource& src, const YAML::Node& nod
     return std::nullopt;
 }
 
+std::optional<Error> set_user(const YamlSource& src, const YAML::Node& node, ServerConfig& cfg) {
+    auto user = src.get_string(node, "user");
+    if (!user) return user.error();
+    if (user->empty()) return src.error_at(node, "user: an account name, or root");
+    cfg.user = *user;
+    return std::nullopt;
+}
+
 std::optional<Error> set_nameservers(const YamlSource& src, const YAML::Node& node,
                                      ServerConfig& cfg) {
     auto list = src.get_string_list(node, "nameservers");
@@ -267,6 +275,7 @@ const std::vector<Row>& rows() {
         int_row("max_connections_per_client", &ServerConfig::max_connections_per_client, 1,
                 10'000'000),
         {"hosts_file", set_hosts_file},
+        {"user", set_user},
         {"nameservers", set_nameservers},
         {"block_page", set_block_page},
         {"access_log", set_access_log},

@@ -2,6 +2,7 @@
 // by network or by exact address and port. See destination_guard.h.
 #include "hallpass/destination_guard.h"
 
+#include <ifaddrs.h>
 #include <netinet/in.h>
 
 #include "hallpass/config.h"
@@ -63,6 +64,27 @@ bool DestinationGuard::refuses(const IpAddr& ip, uint16_t port) const {
         if ((allowed_port == 0 || allowed_port == port) && same_ip(allowed_ip, ip)) return false;
     }
     return true;
+}
+
+// Every address of this machine, for listeners bound to 0.0.0.0 or ::. Read once at start-up;
+// addresses added later are not seen (documented in docs/security.md).
+NetSet local_addresses() {
+    NetSet set;
+    set.add("127.0.0.0/8");
+    set.add("::1");
+    // Connecting to the unspecified address reaches this host too (Linux treats it as local).
+    set.add("0.0.0.0");
+    set.add("::");
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) == 0) {
+        for (ifaddrs* it = list; it; it = it->ifa_next) {
+            if (!it->ifa_addr) continue;
+            if (auto ip = IpAddr::from_sockaddr(it->ifa_addr)) set.add(ip->to_string());
+        }
+        freeifaddrs(list);
+    }
+    set.compile();
+    return set;
 }
 
 }  // namespace hallpass

@@ -6,11 +6,14 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "hallpass/cli.h"
 #include "hallpass/config.h"
+#include "hallpass/destination_guard.h"
 #include "hallpass/log.h"
 #include "hallpass/net_set.h"
+#include "hallpass/privileges.h"
 #include "hallpass/rule_store.h"
 #include "hallpass/rules_file.h"
 #include "hallpass/server.h"
@@ -35,12 +38,79 @@ int run_check(const std::string& path) {
                     list.entries, list.invalid, list.unsupported, list.path.c_str());
         for (const std::string& issue : list.issues) std::printf("    %s\n", issue.c_str());
     }
+    // Run as root, say which files the service account could not read on a reload.
+    bool fell_back = false;
+    if (auto account = service_account(loaded->server.user, &fell_back)) {
+        std::vector<std::string> files = {path};
+        for (const ListSummary& list : rules.lists()) files.push_back(list.path);
+        if (!loaded->server.block_page.empty()) files.push_back(loaded->server.block_page);
+        if (!loaded->server.hosts_file.empty()) files.push_back(loaded->server.hosts_file);
+        if (fell_back) {
+            std::printf(
+                "warning: server.user \"%s\" does not exist: hallpass would run as "
+                "nobody\n",
+                loaded->server.user.c_str());
+        }
+        for (const std::string& file : files) {
+            if (file.empty() || file == "-" || account_can_read(*account, file)) continue;
+            std::printf("warning: %s cannot read %s: reloads would fail\n", account->name.c_str(),
+                        file.c_str());
+        }
+    }
     std::printf("indexed names: %zu\n", rules.entry_count());
     std::printf("load time: %.0f ms\n", loaded->load_ms);
     std::printf("memory: %.1f MiB in indexes, %.1f MiB process growth while loading\n",
                 static_cast<double>(rules.memory_bytes()) / (1 << 20),
                 static_cast<double>(loaded->rss_delta_kib) / 1024);
     return 0;
+}
+
+// Why the proxy would refuse this request before consulting the rules, if it would: the client
+// outside allowed_clients, a port outside connect_ports/http_ports, hallpass's own listener (a
+// loop), or a local destination. Names are checked for the last two only after DNS, which
+// --explain does not do.
+std::optional<std::string> refused_before_rules(const ServerConfig& cfg, const IpAddr& client,
+                                                const Authority& target, bool is_connect) {
+    NetSet allowed;
+    for (const std::string& cidr : cfg.allowed_clients) allowed.add(cidr);
+    allowed.compile();
+    if (!allowed.contains(client)) {
+        return "server.allowed_clients: " + client.to_string() + " is not in it";
+    }
+    if (is_connect && !cfg.connect_ports.contains(target.port)) {
+        return "server.connect_ports: CONNECT to port " + std::to_string(target.port) +
+               " is not allowed";
+    }
+    if (!is_connect && !cfg.http_ports.empty() && !cfg.http_ports.contains(target.port)) {
+        return "server.http_ports: plain HTTP to port " + std::to_string(target.port) +
+               " is not allowed";
+    }
+    if (target.kind == HostKind::Name) return std::nullopt;
+    auto ip = IpAddr::parse(target.host);
+    if (!ip) return std::nullopt;
+    NetSet own = local_addresses();
+    for (const std::string& text : cfg.listen) {
+        auto listen = parse_listen_address(text);
+        if (!listen) continue;
+        const auto* sa = reinterpret_cast<const sockaddr*>(&listen->addr);
+        auto lip = IpAddr::from_sockaddr(sa);
+        if (!lip || port_of(sa) != target.port) continue;
+        bool any = lip->hi == 0 && lip->lo == 0;
+        if (any ? own.contains(*ip)
+                : (lip->v6 == ip->v6 && lip->hi == ip->hi && lip->lo == ip->lo)) {
+            if (!is_connect) {
+                return "its own address: " + target.host_port() +
+                       " is hallpass's listener; hallpass answers it itself (the info page at /)";
+            }
+            return "a loop: " + target.host_port() + " is hallpass's own listener";
+        }
+    }
+    auto guard = DestinationGuard::create(own, cfg.allow_local_destinations);
+    if (guard && guard->refuses(*ip, target.port)) {
+        return "local destination: " + target.host_port() +
+               " is an address of the proxy host itself (server.allow_local_destinations)";
+    }
+    return std::nullopt;
 }
 
 int run_explain(const std::string& path, const std::string& client, const std::string& target) {
@@ -51,7 +121,7 @@ int run_explain(const std::string& path, const std::string& client, const std::s
     }
     RequestFacts facts;
     facts.client = *ip;
-    std::string url;
+    std::string url, rules_url;  // as given; as url_regex sees it (normalised path)
     Authority authority;
     if (target.find("://") != std::string::npos) {
         auto uri = parse_absolute_uri(target);
@@ -61,8 +131,10 @@ int run_explain(const std::string& path, const std::string& client, const std::s
         }
         authority = uri->authority;
         // https:// is what a browser sends through CONNECT: the proxy sees no path.
-        if (uri->scheme == "http")
+        if (uri->scheme == "http") {
             url = "http://" + authority.host_header(80) + uri->path_and_query;
+            rules_url = "http://" + authority.host_header(80) + normalize_path(uri->path_and_query);
+        }
     } else {
         auto a = parse_authority(target, true);
         if (!a) {
@@ -75,11 +147,22 @@ int run_explain(const std::string& path, const std::string& client, const std::s
     facts.host = authority.host;
     facts.host_kind = authority.kind;
     facts.port = authority.port;
-    facts.url = url;
+    facts.url = rules_url;
     auto loaded = load_rules_file(path);
     if (!loaded) {
         std::fprintf(stderr, "%s\n", loaded.error().to_string().c_str());
         return 1;
+    }
+    // The checks that come before the rules, in the proxy's order: a refusal there is the
+    // answer, whatever the rules say.
+    if (auto refusal = refused_before_rules(loaded->server, *ip, authority, url.empty())) {
+        const bool local = refusal->starts_with("its own address");
+        std::printf("decision: %s\n", local ? "answered by hallpass" : "refused (403)");
+        std::printf("request: %s -> %s%s\n", ip->to_string().c_str(), authority.host_port().c_str(),
+                    url.empty() ? " (CONNECT)" : (" " + url).c_str());
+        std::printf("%s: %s (before any rule)\n", local ? "because" : "refused by",
+                    refusal->c_str());
+        return 0;
     }
     Explanation ex = loaded->rules->explain(facts);
     const char* action = ex.decision.action == Action::Block ? "block" : "allow";
@@ -158,11 +241,24 @@ int main(int argc, char** argv) {
     // Workers are woken from other threads (drain, rules refresh): libevent needs its locks.
     evthread_use_pthreads();
 
+    // Before the first thread: what must hold for every thread (no_new_privs, the bounding set).
+    auto account = prepare_privilege_drop(cfg.user);
+    if (!account) {
+        LOG_ERROR("%s", account.error().to_string().c_str());
+        return 1;
+    }
     auto store = std::make_shared<RuleStore>(std::move(rules));
     auto server = Server::create(std::move(cfg), store, rules_path);
     if (!server) {
         LOG_ERROR("%s", server.error().to_string().c_str());
         return 1;
+    }
+    // Sockets bound, logs open: from here on, no privilege at all.
+    if (*account) {
+        if (auto switched = switch_to(**account); !switched) {
+            LOG_ERROR("%s", switched.error().to_string().c_str());
+            return 1;
+        }
     }
     return (*server)->run();
 }

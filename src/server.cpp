@@ -46,27 +46,6 @@ Result<int> bind_socket(const ListenAddress& addr) {
     return fd;
 }
 
-// Every address of this machine, for listeners bound to 0.0.0.0 or ::. Read once at start-up;
-// addresses added later are not seen (documented in docs/security.md).
-NetSet local_addresses() {
-    NetSet set;
-    set.add("127.0.0.0/8");
-    set.add("::1");
-    // Connecting to the unspecified address reaches this host too (Linux treats it as local).
-    set.add("0.0.0.0");
-    set.add("::");
-    ifaddrs* list = nullptr;
-    if (getifaddrs(&list) == 0) {
-        for (ifaddrs* it = list; it; it = it->ifa_next) {
-            if (!it->ifa_addr) continue;
-            if (auto ip = IpAddr::from_sockaddr(it->ifa_addr)) set.add(ip->to_string());
-        }
-        freeifaddrs(list);
-    }
-    set.compile();
-    return set;
-}
-
 // This machine's host name (lower case), for requests that name the proxy by it.
 std::vector<std::string> own_names() {
     char name[256] = "";

@@ -3,7 +3,9 @@
 #include "hallpass/yaml_source.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <unordered_map>
@@ -75,7 +77,14 @@ std::optional<Error> find_duplicate_key(const YAML::Node& node, const std::strin
 
 Result<YamlSource> YamlSource::load_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) return Error{"cannot read config file (does it exist?)", path};
+    if (!in) {
+        // errno from the failed open: "No such file or directory", "Permission denied" (a
+        // reload runs as server.user).
+        int err = errno;
+        return Error{std::string("cannot read config file: ") +
+                         (err ? std::strerror(err) : "cannot open it"),
+                     path};
+    }
     std::ostringstream text;
     text << in.rdbuf();
     return parse(text.str(), path);

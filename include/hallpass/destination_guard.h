@@ -35,4 +35,8 @@ class DestinationGuard {
     std::vector<std::pair<IpAddr, uint16_t>> allowed_ports_;  // ADDR:PORT exceptions
 };
 
+// Every address of this machine (loopback, the unspecified addresses, every interface's), read
+// now: for listeners bound to 0.0.0.0 or ::, and for DestinationGuard::create().
+NetSet local_addresses();
+
 }  // namespace hallpass

@@ -360,3 +360,57 @@ TEST_CASE("explain: default block, a group CIDR, and what it refuses") {
     CHECK(contains(broken.err, rules.string() + ":4:5: unknown key \"domians\""));
     CHECK(broken.out.empty());
 }
+
+TEST_CASE("explain: the checks before the rules are reported when they decide") {
+    TempDir dir;
+    const fs::path rules = dir / "rules.yaml";
+    write_file(rules,
+               "server:\n"
+               "  allow_local_destinations: [\"127.0.0.1:8631\"]\n"
+               "default: allow\n"
+               "rules: []\n");
+    struct Row {
+        const char* what;
+        const char* client;
+        const char* target;
+        const char* expected;
+    };
+    const Row rows[] = {
+        {"a client outside allowed_clients", "8.8.8.8", "http://example.org/",
+         "decision: refused (403)\n"
+         "request: 8.8.8.8 -> example.org:80 http://example.org/\n"
+         "refused by: server.allowed_clients: 8.8.8.8 is not in it (before any rule)\n"},
+        {"CONNECT to a port outside connect_ports", "10.0.0.7", "example.org:22",
+         "decision: refused (403)\n"
+         "request: 10.0.0.7 -> example.org:22 (CONNECT)\n"
+         "refused by: server.connect_ports: CONNECT to port 22 is not allowed (before any "
+         "rule)\n"},
+        {"plain HTTP to a port outside http_ports", "10.0.0.7", "http://example.org:25/",
+         "decision: refused (403)\n"
+         "request: 10.0.0.7 -> example.org:25 http://example.org:25/\n"
+         "refused by: server.http_ports: plain HTTP to port 25 is not allowed (before any "
+         "rule)\n"},
+        {"a local destination", "10.0.0.7", "http://127.0.0.1:8080/",
+         "decision: refused (403)\n"
+         "request: 10.0.0.7 -> 127.0.0.1:8080 http://127.0.0.1:8080/\n"
+         "refused by: local destination: 127.0.0.1:8080 is an address of the proxy host itself "
+         "(server.allow_local_destinations) (before any rule)\n"},
+        {"hallpass's own address", "10.0.0.7", "http://127.0.0.1:12345/",
+         "decision: answered by hallpass\n"
+         "request: 10.0.0.7 -> 127.0.0.1:12345 http://127.0.0.1:12345/\n"
+         "because: its own address: 127.0.0.1:12345 is hallpass's listener; hallpass answers it "
+         "itself (the info page at /) (before any rule)\n"},
+        {"an exception in allow_local_destinations goes on to the rules", "10.0.0.7",
+         "http://127.0.0.1:8631/",
+         "decision: allow\n"
+         "request: 10.0.0.7 -> 127.0.0.1:8631 http://127.0.0.1:8631/\n"
+         "rule: none matched; the default (allow) applied\n"},
+    };
+    for (const Row& row : rows) {
+        SUBCASE(row.what) {
+            auto r = explain(rules, row.client, row.target);
+            CHECK_MESSAGE(r.exit_code == 0, r.err);
+            CHECK(r.out == row.expected);
+        }
+    }
+}

@@ -1168,6 +1168,7 @@ Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
     yaml += "  admin: \"" + options.admin + "\"\n";
     if (!options.allow_local.empty())
         yaml += "  allow_local_destinations: " + options.allow_local + "\n";
+    if (!options.user.empty()) yaml += "  user: " + options.user + "\n";
     server_section_ = yaml;
     config_path_ = dir / (stem + ".yaml");
     write_rules(options.rules_yaml);

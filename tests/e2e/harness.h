@@ -370,6 +370,10 @@ struct HallpassOptions {
     // server.allow_local_destinations: the test origins listen on loopback, which hallpass
     // refuses by default. An empty string writes no key (the product's default: none allowed).
     std::string allow_local = "[\"127.0.0.0/8\", \"::1\"]";
+    // server.user: the tests' temp dirs are root's (mode 0700), so hallpass stays root unless a
+    // test says otherwise. An empty string writes no key (the product's default: hallpass, or
+    // nobody when that account does not exist).
+    std::string user = "root";
 };
 
 // Starts hallpass -c <temp>/hallpass.yaml --listen ... and waits (10 s) for its "listening on"
