@@ -235,6 +235,10 @@ server:
   connect_ports: [$TLS_PORT]
   max_connections: 20000
   max_connections_per_client: 20000
+  # The origins run on this host, which hallpass refuses to reach by default.
+  allow_local_destinations: ["127.0.0.0/8"]
+  # Started as root, hallpass would become nobody, who cannot read the temp dir's files.
+  user: root
 EOF
     start_bg "$tag" "$@" "$HALLPASS_BIN" -c "$BENCH_TMP/$tag.yaml" --listen 127.0.0.1:0 \
         --threads "$(nproc)"

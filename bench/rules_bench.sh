@@ -105,7 +105,7 @@ EOF
 # (beside the lists, whose paths are relative to it).
 rules_hallpass() {
     local tag=$1 rules=$2 conf="$TMP/in/$1.yaml" i
-    printf 'server:\n  admin: "off"\n  max_connections: 20000\n' >"$conf"
+    printf 'server:\n  admin: "off"\n  max_connections: 20000\n  allow_local_destinations: ["127.0.0.0/8"]\n  user: root\n' >"$conf"
     [ "$rules" = none ] || cat "$TMP/in/$rules" >>"$conf"
     start_bg "$tag" "${HALLPASS_BIN:-$BUILD_DIR/src/hallpass}" -c "$conf" --listen 127.0.0.1:0 --threads "$(nproc)"
     HP_PID=$START_PID
@@ -415,7 +415,7 @@ step_proxy_callgrind() {
             full) rules=rules-full.yaml ;;
         esac
         conf=$TMP/in/cg-$name.yaml
-        { printf 'server:\n  admin: "off"\n  max_connections: 20000\n'; cat "$TMP/in/$rules"; } >"$conf"
+        { printf 'server:\n  admin: "off"\n  max_connections: 20000\n  allow_local_destinations: ["127.0.0.0/8"]\n  user: root\n'; cat "$TMP/in/$rules"; } >"$conf"
         start_bg "cg-$name" valgrind --tool=callgrind --instr-atstart=no \
             --callgrind-out-file="$TMP/cg-$name.out" "$BUILD_DIR/src/hallpass" -c "$conf" \
             --listen 127.0.0.1:0 --threads 1
