@@ -18,12 +18,20 @@ void ClientTable::drop_if_empty(std::unordered_map<Key, Counts, KeyHash>::iterat
     if (c.connections <= 0 && c.lookups <= 0 && c.idle.empty()) map_.erase(it);
 }
 
-bool ClientTable::try_add_connection(const IpAddr& ip, int limit) {
+bool ClientTable::try_add(const IpAddr& ip, int Counts::*count, int limit) {
     std::lock_guard lock(mu_);
     Counts& c = map_[key_of(ip)];
-    if (c.connections >= limit) return false;
-    ++c.connections;
+    if (c.*count >= limit) return false;
+    ++(c.*count);
     return true;
+}
+
+void ClientTable::remove(const IpAddr& ip, int Counts::*count) {
+    std::lock_guard lock(mu_);
+    auto it = map_.find(key_of(ip));
+    if (it == map_.end()) return;
+    --(it->second.*count);
+    drop_if_empty(it);
 }
 
 void ClientTable::add_connection(const IpAddr& ip) {
@@ -31,34 +39,10 @@ void ClientTable::add_connection(const IpAddr& ip) {
     ++map_[key_of(ip)].connections;
 }
 
-void ClientTable::remove_connection(const IpAddr& ip) {
-    std::lock_guard lock(mu_);
-    auto it = map_.find(key_of(ip));
-    if (it == map_.end()) return;
-    --it->second.connections;
-    drop_if_empty(it);
-}
-
 int ClientTable::connections(const IpAddr& ip) const {
     std::lock_guard lock(mu_);
     auto it = map_.find(key_of(ip));
     return it == map_.end() ? 0 : it->second.connections;
-}
-
-bool ClientTable::try_add_lookup(const IpAddr& ip, int limit) {
-    std::lock_guard lock(mu_);
-    Counts& c = map_[key_of(ip)];
-    if (c.lookups >= limit) return false;
-    ++c.lookups;
-    return true;
-}
-
-void ClientTable::remove_lookup(const IpAddr& ip) {
-    std::lock_guard lock(mu_);
-    auto it = map_.find(key_of(ip));
-    if (it == map_.end()) return;
-    --it->second.lookups;
-    drop_if_empty(it);
 }
 
 void ClientTable::mark_idle(const IpAddr& ip, const IdleConnection& conn) {

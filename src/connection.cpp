@@ -184,14 +184,6 @@ void Connection::start() {
         return;
     }
     set_nodelay(client_);
-    sockaddr_storage local{};
-    socklen_t local_len = sizeof local;
-    if (getsockname(bufferevent_getfd(client_), reinterpret_cast<sockaddr*>(&local), &local_len) ==
-        0) {
-        const auto* sa = reinterpret_cast<const sockaddr*>(&local);
-        local_ip_ = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
-        local_port_ = port_of(sa);
-    }
     bufferevent_setcb(client_, client_read_cb, client_write_cb, client_event_cb, this);
     // The read high watermark bounds what we buffer from the client: a head larger than the
     // limit is answered with 431 before this fills, and body bytes wait in the kernel.
@@ -609,6 +601,15 @@ void Connection::handle_origin_form() {
     // Not a proxy request: somebody opened the proxy's address in a browser (the info page), or
     // a client was configured with the proxy as its web server, or sends requests meant for
     // another server here (refused: hallpass is no one's web server).
+    // Where the client reached us: asked only here (rare), not for every connection.
+    sockaddr_storage local{};
+    socklen_t local_len = sizeof local;
+    if (local_port_ == 0 && getsockname(bufferevent_getfd(client_),
+                                        reinterpret_cast<sockaddr*>(&local), &local_len) == 0) {
+        const auto* sa = reinterpret_cast<const sockaddr*>(&local);
+        local_ip_ = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
+        local_port_ = port_of(sa);
+    }
     const Header* host = find_header(req_.headers, "host");
     std::optional<Authority> self;
     if (host) {
@@ -625,7 +626,7 @@ void Connection::handle_origin_form() {
         return;
     }
     size_t query = req_.target.find('?');
-    answer_self(*self, req_.target.substr(0, query));
+    answer_self(*self, local_port_, req_.target.substr(0, query));
 }
 
 bool Connection::names_this_host(const Authority& a) const {
@@ -644,7 +645,7 @@ bool Connection::names_this_host(const Authority& a) const {
     return false;
 }
 
-void Connection::answer_self(const Authority& self, std::string_view path) {
+void Connection::answer_self(const Authority& self, uint16_t port, std::string_view path) {
     bool is_head = req_.method == "HEAD";
     txn_.kind = Transaction::Kind::Local;
     if (req_.method != "GET" && !is_head) {
@@ -661,7 +662,7 @@ void Connection::answer_self(const Authority& self, std::string_view path) {
     client_keep_alive_ = keep_alive;
     txn_.status = 200;
     std::string shown = self.kind == HostKind::Ipv6 ? "[" + self.host + "]" : self.host;
-    reply(make_info_response(shown, local_port_, keep_alive, is_head), keep_alive);
+    reply(make_info_response(shown, port, keep_alive, is_head), keep_alive);
 }
 
 bool Connection::check_policy() {
@@ -720,7 +721,8 @@ bool Connection::refuse_destination(const IpAddr& ip) {
         if (!is_connect_ && !admin) {
             // A browser set to use the proxy, asked for the proxy's own address: it is
             // answered here, as if asked directly, and never forwarded.
-            answer_self(target_, uri_.path_and_query.substr(0, uri_.path_and_query.find('?')));
+            answer_self(target_, target_.port,
+                        uri_.path_and_query.substr(0, uri_.path_and_query.find('?')));
             return true;
         }
         reply_error(403,

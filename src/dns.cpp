@@ -222,7 +222,6 @@ std::optional<DnsAnswer> DnsResolver::known(const std::string& host) {
 
 std::optional<DnsAnswer> DnsResolver::resolve(const std::string& host, DnsCallback cb,
                                               uint64_t* ticket) {
-    if (auto answer = known(host)) return answer;
     auto [it, inserted] = pending_.try_emplace(host);
     Pending* pending;
     if (inserted) {

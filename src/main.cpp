@@ -17,6 +17,7 @@
 #include "hallpass/rule_store.h"
 #include "hallpass/rules_file.h"
 #include "hallpass/server.h"
+#include "hallpass/worker.h"
 
 using namespace hallpass;
 
@@ -88,24 +89,22 @@ std::optional<std::string> refused_before_rules(const ServerConfig& cfg, const I
     if (target.kind == HostKind::Name) return std::nullopt;
     auto ip = IpAddr::parse(target.host);
     if (!ip) return std::nullopt;
-    NetSet own = local_addresses();
+    // The configured listeners, matched as the running proxy matches its bound ones.
+    SharedState self;
+    self.local_addresses = local_addresses();
     for (const std::string& text : cfg.listen) {
         auto listen = parse_listen_address(text);
         if (!listen) continue;
-        const auto* sa = reinterpret_cast<const sockaddr*>(&listen->addr);
-        auto lip = IpAddr::from_sockaddr(sa);
-        if (!lip || port_of(sa) != target.port) continue;
-        bool any = lip->hi == 0 && lip->lo == 0;
-        if (any ? own.contains(*ip)
-                : (lip->v6 == ip->v6 && lip->hi == ip->hi && lip->lo == ip->lo)) {
-            if (!is_connect) {
-                return "its own address: " + target.host_port() +
-                       " is hallpass's listener; hallpass answers it itself (the info page at /)";
-            }
-            return "a loop: " + target.host_port() + " is hallpass's own listener";
-        }
+        self.self.push_back(SelfAddress::of(reinterpret_cast<const sockaddr*>(&listen->addr)));
     }
-    auto guard = DestinationGuard::create(own, cfg.allow_local_destinations);
+    if (self.is_self(*ip, target.port)) {
+        if (!is_connect) {
+            return "its own address: " + target.host_port() +
+                   " is hallpass's listener; hallpass answers it itself (the info page at /)";
+        }
+        return "a loop: " + target.host_port() + " is hallpass's own listener";
+    }
+    auto guard = DestinationGuard::create(self.local_addresses, cfg.allow_local_destinations);
     if (guard && guard->refuses(*ip, target.port)) {
         return "local destination: " + target.host_port() +
                " is an address of the proxy host itself (server.allow_local_destinations)";

@@ -210,11 +210,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
                 getsockname(*fd, reinterpret_cast<sockaddr*>(&addr->addr), &len);
                 const auto* bound = reinterpret_cast<const sockaddr*>(&addr->addr);
                 s->bound_.push_back(format_address(bound));
-                SelfAddress self;
-                self.ip = IpAddr::from_sockaddr(bound).value_or(IpAddr{});
-                self.any = self.ip.hi == 0 && self.ip.lo == 0;
-                self.port = port_of(bound);
-                s->shared_->self.push_back(self);
+                s->shared_->self.push_back(SelfAddress::of(bound));
             }
         }
     }
@@ -237,12 +233,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
         // listener is meant for loopback, and the proxy itself connects from loopback.
         auto bound = parse_listen_address(s->admin_->bound());
         const auto* sa = reinterpret_cast<const sockaddr*>(&bound->addr);
-        SelfAddress self;
-        self.ip = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
-        self.any = self.ip.hi == 0 && self.ip.lo == 0;
-        self.port = port_of(sa);
-        self.admin = true;
-        s->shared_->self.push_back(self);
+        s->shared_->self.push_back(SelfAddress::of(sa, true));
     }
     for (int w = 0; w < threads; ++w) {
         auto worker = std::make_unique<Worker>(w, s->cfg_, hosts, *s->shared_, *s->rules_);

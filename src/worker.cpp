@@ -173,6 +173,15 @@ void Worker::on_stats_tick() {
     shared_.stats->publish(index_);
 }
 
+SelfAddress SelfAddress::of(const sockaddr* addr, bool admin) {
+    SelfAddress s;
+    s.ip = IpAddr::from_sockaddr(addr).value_or(IpAddr{});
+    s.any = s.ip.hi == 0 && s.ip.lo == 0;
+    s.port = port_of(addr);
+    s.admin = admin;
+    return s;
+}
+
 bool SharedState::is_self(const IpAddr& ip, uint16_t port, bool* admin) const {
     // 0.0.0.0 and :: as a destination reach this host, whichever local address we listen on.
     const bool unspecified = ip.hi == 0 && ip.lo == 0;

@@ -24,14 +24,18 @@ struct IdleConnection {
 class ClientTable {
   public:
     // Counts a new connection from `ip` unless it already has `limit` open.
-    bool try_add_connection(const IpAddr& ip, int limit);
+    bool try_add_connection(const IpAddr& ip, int limit) {
+        return try_add(ip, &Counts::connections, limit);
+    }
     void add_connection(const IpAddr& ip);  // past the limit: an idle one is being closed
-    void remove_connection(const IpAddr& ip);
+    void remove_connection(const IpAddr& ip) { remove(ip, &Counts::connections); }
     int connections(const IpAddr& ip) const;
 
     // Counts a DNS lookup for `ip` unless it already has `limit` in flight.
-    bool try_add_lookup(const IpAddr& ip, int limit);
-    void remove_lookup(const IpAddr& ip);
+    bool try_add_lookup(const IpAddr& ip, int limit) {
+        return try_add(ip, &Counts::lookups, limit);
+    }
+    void remove_lookup(const IpAddr& ip) { remove(ip, &Counts::lookups); }
 
     // A connection of `ip` is idle between requests (keep-alive), or no longer is.
     void mark_idle(const IpAddr& ip, const IdleConnection& conn);
@@ -60,6 +64,8 @@ class ClientTable {
         std::vector<IdleConnection> idle;
     };
     static Key key_of(const IpAddr& ip);
+    bool try_add(const IpAddr& ip, int Counts::*count, int limit);
+    void remove(const IpAddr& ip, int Counts::*count);
     void drop_if_empty(std::unordered_map<Key, Counts, KeyHash>::iterator it);
 
     mutable std::mutex mu_;

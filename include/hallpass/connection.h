@@ -91,7 +91,7 @@ class Connection final : public Relay::Owner {
     void handle_origin_form();
     bool names_this_host(const Authority& a) const;  // one of our addresses or host names
     // A request for hallpass itself: the info page at /, 404 elsewhere, never forwarded.
-    void answer_self(const Authority& self, std::string_view path);
+    void answer_self(const Authority& self, uint16_t port, std::string_view path);
     bool check_policy();
     bool refuse_destination(const IpAddr& ip);
     void reply_blocked(const std::string& rule);
@@ -140,8 +140,8 @@ class Connection final : public Relay::Owner {
     const uint64_t id_;
     std::string client_addr_;
     IpAddr client_ip_;
-    IpAddr local_ip_;          // the address the client reached us on
-    uint16_t local_port_ = 0;  // ...and its port
+    IpAddr local_ip_;          // the address the client reached us on (origin-form only:
+    uint16_t local_port_ = 0;  // ...and its port         getsockname on first need)
     State state_ = State::ReadingHead;
     bufferevent* client_ = nullptr;
     bufferevent* upstream_ = nullptr;

@@ -64,9 +64,10 @@ class DnsResolver {
     // The answer known now (hosts table, unexpired cache entry), or nothing: no query starts.
     std::optional<DnsAnswer> known(const std::string& host);
 
-    // Resolves canonical name `host`. When the answer is known now (hosts table, cache) it is
-    // returned and `cb` is dropped. Otherwise a query is started or joined, *ticket is set, and
-    // `cb` runs later on this loop, exactly once, unless cancel(*ticket) is called before.
+    // Asks the nameservers for canonical name `host` (call known() first: this does not look
+    // at the hosts table or the cache). A query is started or joined, *ticket is set, and `cb`
+    // runs later on this loop, exactly once, unless cancel(*ticket) is called before. When no
+    // query can start (no nameserver), that failure is returned now and `cb` is dropped.
     std::optional<DnsAnswer> resolve(const std::string& host, DnsCallback cb, uint64_t* ticket);
 
     // Forgets the waiter. When it was the name's last, the name's queries are cancelled too

@@ -39,6 +39,8 @@ struct SelfAddress {
     IpAddr ip;
     uint16_t port = 0;
     bool admin = false;  // the admin endpoint, not a proxy listener
+
+    static SelfAddress of(const sockaddr* addr, bool admin = false);
 };
 
 // State shared by all workers: immutable after start, or lock-free counters.

@@ -42,6 +42,25 @@ RunResult explain(const fs::path& rules, const std::string& client, const std::s
     return run({hallpass_bin(), "--explain", client, target, "-c", rules.string()});
 }
 
+// One --explain case: client, target and the exact output expected.
+struct ExplainRow {
+    const char* what;
+    const char* client;
+    const char* target;
+    const char* expected;
+};
+
+template <size_t N>
+void check_explanations(const fs::path& rules, const ExplainRow (&rows)[N]) {
+    for (const ExplainRow& row : rows) {
+        SUBCASE(row.what) {
+            auto r = explain(rules, row.client, row.target);
+            CHECK_MESSAGE(r.exit_code == 0, r.err);
+            CHECK(r.out == row.expected);
+        }
+    }
+}
+
 // Line numbers matter below: the expectations cite them.
 const char* kExplainRules = R"(default: allow
 groups:
@@ -245,13 +264,7 @@ TEST_CASE("explain: the decision, the deciding rule and the matched entry") {
     write_file(dir / "rules.yaml", kExplainRules);
     write_file(dir / "lists" / "ads.txt", kAdsList);
     const fs::path rules = dir / "rules.yaml";
-    struct Row {
-        const char* what;
-        const char* client;
-        const char* target;
-        const char* expected;
-    };
-    const Row rows[] = {
+    const ExplainRow rows[] = {
         {"domains", "10.0.0.7", "http://www.tiktok.com/",
          "decision: block\n"
          "request: 10.0.0.7 -> www.tiktok.com:80 http://www.tiktok.com/\n"
@@ -311,13 +324,7 @@ TEST_CASE("explain: the decision, the deciding rule and the matched entry") {
          "request: 192.168.1.1 -> www.tiktok.com:80 http://www.tiktok.com/\n"
          "rule: none matched; the default (allow) applied\n"},
     };
-    for (const Row& row : rows) {
-        SUBCASE(row.what) {
-            auto r = explain(rules, row.client, row.target);
-            CHECK_MESSAGE(r.exit_code == 0, r.err);
-            CHECK(r.out == row.expected);
-        }
-    }
+    check_explanations(rules, rows);
 }
 
 TEST_CASE("explain: default block, a group CIDR, and what it refuses") {
@@ -369,13 +376,7 @@ TEST_CASE("explain: the checks before the rules are reported when they decide") 
                "  allow_local_destinations: [\"127.0.0.1:8631\"]\n"
                "default: allow\n"
                "rules: []\n");
-    struct Row {
-        const char* what;
-        const char* client;
-        const char* target;
-        const char* expected;
-    };
-    const Row rows[] = {
+    const ExplainRow rows[] = {
         {"a client outside allowed_clients", "8.8.8.8", "http://example.org/",
          "decision: refused (403)\n"
          "request: 8.8.8.8 -> example.org:80 http://example.org/\n"
@@ -406,11 +407,5 @@ TEST_CASE("explain: the checks before the rules are reported when they decide") 
          "request: 10.0.0.7 -> 127.0.0.1:8631 http://127.0.0.1:8631/\n"
          "rule: none matched; the default (allow) applied\n"},
     };
-    for (const Row& row : rows) {
-        SUBCASE(row.what) {
-            auto r = explain(rules, row.client, row.target);
-            CHECK_MESSAGE(r.exit_code == 0, r.err);
-            CHECK(r.out == row.expected);
-        }
-    }
+    check_explanations(rules, rows);
 }

@@ -171,18 +171,8 @@ uint16_t bound_port(int fd) {
     return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
 }
 
-void send_all_blocking(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return;
-        }
-        data.remove_prefix(static_cast<size_t>(n));
-    }
-}
-
-// As send_all_blocking; false when the peer stopped taking bytes (error or shutdown).
+// Sends all of `data` on a blocking socket; false when the peer stopped taking bytes (error or
+// shutdown).
 bool send_all_checked(int fd, std::string_view data) {
     while (!data.empty()) {
         ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
@@ -194,6 +184,9 @@ bool send_all_checked(int fd, std::string_view data) {
     }
     return true;
 }
+
+// As send_all_checked, for callers that stop quietly when the peer goes away.
+void send_all_blocking(int fd, std::string_view data) { (void)send_all_checked(fd, data); }
 
 }  // namespace
 
