@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turn bench/run's samples into the markdown report: medians over rounds, ratios to direct nginx,
-hallpass's targets (from issue 2) met or missed, every round's values, and the notes.
+hallpass's targets met or missed, every round's values, and the notes.
 
 usage: report.py RAW.tsv META.txt NOTES.txt > results.md
        report.py pool RAW.tsv... > pooled.md

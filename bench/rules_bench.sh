@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The rule engine's speed and memory with 1M list names (issue 3, "Speed and memory"); results
+# The rule engine's speed and memory with 1M list names (the rule engine's speed and memory targets); results
 # and how to read them: docs/benchmarks-rules.md. Steps (default: all, in this order):
 #   decide      rules_decide_bench: decide() per request, 1M names + 1k regexes + 100 rules
 #   callgrind   the same under callgrind: instructions per decision (repeatable)
