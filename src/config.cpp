@@ -281,6 +281,7 @@ const std::vector<Row>& rows() {
         {"access_log", set_access_log},
         {"admin", set_admin},
         {"admin_hosts", set_admin_hosts},
+        int_row("admin_max_connections", &ServerConfig::admin_max_connections, 1, 10'000),
         {"allow_local_destinations", set_allow_local_destinations},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
         int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),

@@ -223,7 +223,8 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
             if (ip && ip->hi == 0 && ip->lo == 0)
                 admin_hosts.own_addresses.add(s->shared_->local_addresses);
         }
-        auto admin = AdminServer::start(s->cfg_.admin, *s->stats_, std::move(admin_hosts));
+        auto admin = AdminServer::start(s->cfg_.admin, *s->stats_, std::move(admin_hosts),
+                                        static_cast<size_t>(s->cfg_.admin_max_connections));
         if (!admin) {
             close_all();
             return admin.error();

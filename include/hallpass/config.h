@@ -100,6 +100,9 @@ struct ServerConfig {
     // Host names (besides its own addresses and localhost) under which the admin endpoint may
     // be reached; any other Host gets 421, so a DNS-rebinding page cannot read it.
     std::vector<std::string> admin_hosts;
+    // Connections the admin endpoint holds at once: at the cap its longest-idle connection is
+    // closed to make room; when none is idle, 503.
+    int admin_max_connections = 64;
     // Started as root, hallpass binds, opens its logs, then runs as this account (no groups,
     // no capabilities, no_new_privs); "nobody" when it does not exist. "root" keeps root.
     std::string user = "hallpass";

@@ -418,3 +418,124 @@ TEST_CASE("admin: only its own address, localhost and admin_hosts may be the Hos
         CHECK(raw_status(admin, "GET /stats.json HTTP/1.1\r\nHost: " + host + "\r\n\r\n") == 421);
     }
 }
+
+TEST_CASE("admin: at most admin_max_connections; the longest-idle makes room, busy ones get 503") {
+    TempDir dir;
+    HallpassOptions o;
+    o.admin = "127.0.0.1:0";
+    o.server_yaml = "admin_max_connections: 4";
+    o.log_level = "info";
+    Hallpass proxy(dir, o);
+    const uint16_t admin = proxy.admin_port();
+    const std::string get =
+        "GET /stats.json HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(admin) + "\r\n\r\n";
+
+    // Four keep-alive connections, each answered once (so accepted, idle, in this order).
+    std::vector<std::unique_ptr<RawClient>> held;
+    for (int i = 0; i < 4; ++i) {
+        held.push_back(std::make_unique<RawClient>(admin));
+        held.back()->send(get);
+        auto r = held.back()->read_final_response();
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(r->header("connection") != "close");
+    }
+    // A fifth: the longest-idle one (the first) is closed to make room, the others stay.
+    {
+        RawClient fifth(admin);
+        fifth.send(get);
+        auto r = fifth.read_final_response();
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(held[0]->wait_closed(2s));
+        for (int i = 1; i < 4; ++i) CHECK_FALSE(held[i]->wait_closed(100ms));
+    }
+    held.erase(held.begin());
+
+    // Four connections in the middle of a request: none is idle, so a newcomer gets 503.
+    while (held.size() < 4) held.push_back(std::make_unique<RawClient>(admin));
+    for (auto& c : held) c->send("GET /stats.json HTTP/1.1\r\n");
+    std::this_thread::sleep_for(200ms);  // the admin thread has read them
+    {
+        RawClient extra(admin);
+        auto r = extra.read_final_response();
+        REQUIRE_MESSAGE(r, "no answer; received: " << extra.buffer());
+        CHECK(r->status == 503);
+        CHECK(contains(r->body, "too many admin connections"));
+        CHECK(r->header("connection") == "close");
+    }
+    CHECK(proxy.wait_for_log("admin: 4 connections busy (server.admin_max_connections)"));
+    // The busy ones are served when they finish their request...
+    held[1]->send("Host: 127.0.0.1:" + std::to_string(admin) + "\r\n\r\n");
+    auto finished = held[1]->read_final_response();
+    REQUIRE(finished);
+    CHECK(finished->status == 200);
+    // ... and a slot a client gave up is free again.
+    held.erase(held.begin());
+    CHECK(wait_until([&] { return raw_status(admin, get) == 200; }, 5s));
+}
+
+TEST_CASE("admin: one head at a time, bounded in size and in time (no slowloris)") {
+    TempDir dir;
+    HallpassOptions o;
+    o.admin = "127.0.0.1:0";
+    Hallpass proxy(dir, o);
+    const uint16_t admin = proxy.admin_port();
+    const std::string host = "Host: 127.0.0.1:" + std::to_string(admin) + "\r\n";
+    {
+        // A head that never ends: 431 at 16 KiB, and the connection closes.
+        RawClient c(admin);
+        std::string head = "GET / HTTP/1.1\r\n" + host;
+        while (head.size() < 64 * 1024) head += "X-Padding: " + std::string(100, 'a') + "\r\n";
+        c.send_some(head, 2s);
+        auto r = c.read_final_response();
+        REQUIRE_MESSAGE(r, "no answer; received: " << c.buffer());
+        CHECK(r->status == 431);
+        CHECK(c.wait_closed());
+    }
+    {
+        // Garbage: 400 and a close.
+        CHECK(raw_status(admin, "\x16\x03\x01\x02\x00garbage\r\n\r\n") == 400);
+        CHECK(raw_status(admin, "GET / HTTP/1.1\r\n\r\n") == 400);  // no Host
+    }
+    {
+        // Pipelined requests are answered in order, each once the previous answer is sent;
+        // an error answer closes the connection.
+        RawClient c(admin);
+        c.send("GET /stats.json HTTP/1.1\r\n" + host + "\r\nHEAD / HTTP/1.1\r\n" + host +
+               "\r\nGET /nope HTTP/1.1\r\n" + host + "\r\nGET / HTTP/1.1\r\n" + host + "\r\n");
+        auto first = c.read_final_response();
+        REQUIRE(first);
+        CHECK(first->status == 200);
+        CHECK(first->header("content-type") == "application/json");
+        auto second = c.read_final_response(5s, /*head_request=*/true);
+        REQUIRE(second);
+        CHECK(second->status == 200);
+        CHECK(second->body.empty());
+        auto third = c.read_final_response();
+        REQUIRE(third);
+        CHECK(third->status == 404);
+        CHECK(c.wait_closed());
+        CHECK(c.buffer().empty());  // nothing answered after the close
+    }
+    {
+        // A head trickled a byte at a time cannot hold the connection past the 10 s deadline.
+        RawClient c(admin);
+        const std::string slow = "GET / HTTP/1.1\r\n" + host + "X-Slow: " + std::string(40, 's');
+        const auto start = Clock::now();
+        size_t sent = 0;
+        bool answered = false;
+        while (Clock::now() - start < 20s && !answered) {
+            if (sent < slow.size()) c.send(slow.substr(sent++, 1));
+            answered = c.fill([](const std::string& b) { return !b.empty(); }, 500ms) !=
+                       RawClient::End::Timeout;
+        }
+        const auto took = std::chrono::duration_cast<Ms>(Clock::now() - start);
+        MESSAGE("trickled head ended after " << took.count() << " ms");
+        REQUIRE(answered);
+        auto r = c.read_final_response();
+        REQUIRE(r);
+        CHECK(r->status == 408);
+        CHECK(took < 15s);
+    }
+}

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include "hallpass/http_parser.h"
 #include "hallpass/stats.h"
 #include "json_check.h"
 
@@ -77,4 +78,39 @@ TEST_CASE("admin: the dashboard is self-contained and has the elements the e2e t
             CHECK(url == "http://www.w3.org/2000/svg");
         }
     }
+}
+
+TEST_CASE("admin: answer bytes frame every response; HEAD has the length and no body") {
+    AdminResponse r{200, "application/json", "{}"};
+    CHECK(admin_response_bytes(r, false, false) ==
+          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
+          "X-Content-Type-Options: nosniff\r\nContent-Length: 2\r\n\r\n{}");
+    std::string head = admin_response_bytes(r, true, true);
+    CHECK(head.ends_with("Content-Length: 2\r\nConnection: close\r\n\r\n"));
+    std::string allow = admin_response_bytes(AdminResponse{405, "", "no\n"}, false, true);
+    CHECK(allow.starts_with("HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain"));
+    CHECK(allow.find("\r\nAllow: GET, HEAD\r\n") != std::string::npos);
+    std::string page =
+        admin_response_bytes(AdminResponse{200, "text/html; charset=utf-8", "x"}, false, false);
+    CHECK(page.find("\r\nContent-Security-Policy: default-src 'none';") != std::string::npos);
+}
+
+TEST_CASE("admin: a Host it does not answer to gets 421 for its paths, 404 for proxy targets") {
+    AdminHosts hosts;
+    hosts.own_addresses.add("127.0.0.1");
+    hosts.own_addresses.compile();
+    hosts.names = {"stats.lan"};
+    auto head = [](std::string target, std::string host) {
+        RequestHead h;
+        h.method = "GET";
+        h.target = std::move(target);
+        if (!host.empty()) h.headers.push_back({"Host", std::move(host)});
+        return h;
+    };
+    CHECK(AdminServer::respond(head("/metrics", "127.0.0.1:9"), hosts, stats()).status == 200);
+    CHECK(AdminServer::respond(head("/metrics", "Stats.Lan"), hosts, stats()).status == 200);
+    CHECK(AdminServer::respond(head("/metrics", "evil.test"), hosts, stats()).status == 421);
+    CHECK(AdminServer::respond(head("/metrics", ""), hosts, stats()).status == 421);
+    CHECK(AdminServer::respond(head("http://x/metrics", "evil.test"), hosts, stats()).status ==
+          404);
 }
