@@ -15,7 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "hallpass/domain_list.h"
+#include "hallpass/rules/domain_list.h"
 
 #ifndef HALLPASS_BLOCKLISTS_DEFAULT
 #define HALLPASS_BLOCKLISTS_DEFAULT "../shared/data/blocklists"

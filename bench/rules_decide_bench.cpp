@@ -31,9 +31,9 @@
 
 #include <re2/set.h>
 
-#include "hallpass/rule_set.h"
-#include "hallpass/rules_file.h"
-#include "hallpass/uri.h"
+#include "hallpass/http/uri.h"
+#include "hallpass/rules/rule_set.h"
+#include "hallpass/rules/rules_file.h"
 #include "rules_corpus.h"
 
 using namespace hallpass;

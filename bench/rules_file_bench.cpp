@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "hallpass/rule_set.h"
-#include "hallpass/rules_file.h"
+#include "hallpass/rules/rule_set.h"
+#include "hallpass/rules/rules_file.h"
 #include "rules_corpus.h"
 
 using namespace hallpass;
@@ -167,7 +167,7 @@ int load_rounds(const std::string& path, int rounds) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // The allocator settings hallpass's main() makes (src/main.cpp), so the rounds measure what
+    // The allocator settings hallpass's main() makes (src/server/main.cpp), so the rounds measure what
     // the proxy's loads and reloads do: without them glibc raises its mmap threshold after the
     // first big free, and later rounds build in the heap.
     mallopt(M_MMAP_THRESHOLD, 1 << 20);

@@ -13,7 +13,7 @@
 #include <string_view>
 
 #include "fuzz_check.h"
-#include "hallpass/http_chunked.h"
+#include "hallpass/http/http_chunked.h"
 
 namespace hallpass::fuzz {
 namespace {

@@ -8,8 +8,8 @@
 #include <string_view>
 
 #include "fuzz_check.h"
-#include "hallpass/domain_list.h"
-#include "hallpass/uri.h"
+#include "hallpass/http/uri.h"
+#include "hallpass/rules/domain_list.h"
 
 namespace hallpass::fuzz {
 namespace {

@@ -8,9 +8,9 @@
 #include <string_view>
 
 #include "fuzz_check.h"
-#include "hallpass/http_parser.h"
-#include "hallpass/http_rewrite.h"
-#include "hallpass/uri.h"
+#include "hallpass/http/http_parser.h"
+#include "hallpass/http/http_rewrite.h"
+#include "hallpass/http/uri.h"
 #include "head_checks.h"
 
 namespace hallpass::fuzz {

@@ -9,8 +9,8 @@
 #include <string_view>
 
 #include "fuzz_check.h"
-#include "hallpass/http_parser.h"
-#include "hallpass/http_rewrite.h"
+#include "hallpass/http/http_parser.h"
+#include "hallpass/http/http_rewrite.h"
 #include "head_checks.h"
 
 namespace hallpass::fuzz {

@@ -9,10 +9,10 @@
 #include <string>
 
 #include "fuzz_check.h"
-#include "hallpass/config.h"
-#include "hallpass/rules_loader.h"
-#include "hallpass/uri.h"
-#include "hallpass/yaml_source.h"
+#include "hallpass/config/config.h"
+#include "hallpass/config/yaml_source.h"
+#include "hallpass/http/uri.h"
+#include "hallpass/rules/rules_loader.h"
 
 namespace hallpass::fuzz {
 namespace {

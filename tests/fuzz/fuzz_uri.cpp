@@ -10,7 +10,7 @@
 #include <string_view>
 
 #include "fuzz_check.h"
-#include "hallpass/uri.h"
+#include "hallpass/http/uri.h"
 
 namespace hallpass::fuzz {
 namespace {

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "fuzz_check.h"
-#include "hallpass/http_parser.h"
+#include "hallpass/http/http_parser.h"
 
 namespace hallpass::fuzz {
 

@@ -1,0 +1,219 @@
+// One client connection and everything it drives: read a request head, decide, resolve, connect
+// (or reuse a pooled upstream), exchange (head and bodies both ways, framing-aware), then keep the
+// client alive for its next request — to any host — or tunnel bytes after CONNECT. Owned by its
+// worker; only that worker's thread touches it; finish() is the one place that ends it, and the
+// worker frees it on a later loop turn.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hallpass/base/net_set.h"
+#include "hallpass/http/http_chunked.h"
+#include "hallpass/http/http_parser.h"
+#include "hallpass/http/uri.h"
+#include "hallpass/observe/transaction.h"
+#include "hallpass/proxy/relay.h"
+
+struct bufferevent;
+struct event;
+struct evbuffer;
+
+namespace hallpass {
+
+class Worker;
+class RuleSet;
+struct DnsAnswer;
+
+class Connection final : public Relay::Owner {
+  public:
+    enum class State {
+        ReadingHead,  // waiting for (the rest of) a request head; keep-alive idle too
+        Resolving,    // DNS query for the upstream host in flight
+        Connecting,   // TCP connect to one of the upstream's addresses in flight
+        Exchanging,   // request sent or being sent upstream; response being relayed
+        Tunneling,    // CONNECT established: blind relay both ways
+        Closing,      // last bytes being flushed to the client, then a short lingering read
+        Finished,     // done; waiting for the worker to free it
+    };
+
+    // Takes ownership of the accepted socket `fd`.
+    Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Starts reading. May finish() before returning (then the worker reaps it).
+    void start();
+    // Server shutdown: close now if idle between requests; otherwise finish the current exchange
+    // and then close instead of keeping the connection alive.
+    void begin_drain();
+    // Ends the connection now (shutdown grace expired).
+    void abort(const char* reason) { finish(reason); }
+
+    bool finished() const { return state_ == State::Finished; }
+    uint64_t id() const { return id_; }
+    const IpAddr& client_ip() const { return client_ip_; }
+    State state() const { return state_; }
+    bool has_upstream() const { return upstream_ != nullptr; }  // for the statistics gauge
+    // Between requests with nothing of the next one read: closing it loses nothing.
+    bool idle() const;
+    // Closes an idle connection to make room for a new one at a connection limit.
+    void evict() { finish("closed while idle to make room (connection limit)"); }
+
+    // libevent trampolines (public for the C callbacks in connection.cpp).
+    void on_client_bytes(bool output, size_t added, size_t deleted);
+    void on_client_read();
+    void on_client_write();
+    void on_client_event(short what);
+    void on_upstream_read();
+    void on_upstream_write();
+    void on_upstream_event(short what);
+    void on_timer();
+    void on_client_check();
+
+  private:
+    void set_state(State next);
+    void finish(const char* reason);
+    void arm_timer(int64_t ms);
+    void touch();
+    void set_idle(bool idle);  // keeps SharedState::clients' idle set in step
+
+    // ReadingHead
+    void process_input();
+    void parse_head();
+    void handle_request();
+    void handle_connect();
+    void handle_origin_form();
+    bool names_this_host(const Authority& a) const;  // one of our addresses or host names
+    // A request for hallpass itself: the info page at /, 404 elsewhere, never forwarded.
+    void answer_self(const Authority& self, uint16_t port, std::string_view path);
+    bool check_policy();
+    bool refuse_destination(const IpAddr& ip);
+    void reply_blocked(const std::string& rule);
+    std::string request_url() const;  // as the client sent it (logs, block page)
+    std::string rules_url() const;    // normalised path (normalize_path): what url_regex sees
+    bool output_full() const;         // the client's output holds buffer_bytes or more
+    void pause_upstream();            // stop reading the upstream until the client drains
+    void next_request();
+
+    // Resolving / Connecting
+    void open_upstream(const Authority& target);
+    void on_resolved(const DnsAnswer& answer);
+    void end_lookup();  // cancels the DNS wait, if any, and releases the client's lookup slot
+    void connect_next();
+    void on_upstream_connected();
+
+    // Exchanging
+    void send_request();
+    void pump_request_body();
+    void read_response_head();
+    void pump_response_body();
+    void on_response_complete();
+    void on_upstream_closed(bool error);
+    void fail_upstream(int status, const std::string& detail);
+    void abort_response();
+
+    // Tunneling
+    void start_tunnel();
+    void on_relay_done(const char* reason, bool error) override;
+
+    // The current request's Transaction: opened when its head is complete (or when a head that
+    // never parsed is answered), closed exactly once when the request ends, then handed to the
+    // worker's sinks.
+    void begin_txn();
+    void watch_client();
+    void unwatch_client();
+    void end_txn(const std::string& error);
+
+    // Local answers and closing
+    void reply(const std::string& bytes, bool keep_alive);
+    void reply_error(int status, const std::string& detail, bool may_keep_alive = false);
+    void close_after_flush();
+    void free_upstream();
+
+    Worker& worker_;
+    const uint64_t id_;
+    std::string client_addr_;
+    IpAddr client_ip_;
+    IpAddr local_ip_;          // the address the client reached us on (origin-form only:
+    uint16_t local_port_ = 0;  // ...and its port         getsockname on first need)
+    State state_ = State::ReadingHead;
+    bufferevent* client_ = nullptr;
+    bufferevent* upstream_ = nullptr;
+    event* timer_ = nullptr;
+    event* client_watch_ = nullptr;  // checks the client for a reset while its reads are paused
+    uint64_t dns_ticket_ = 0;
+    bool lookup_counted_ = false;  // holds one of the client's max_dns_lookups_per_client
+    std::unique_ptr<Relay> relay_;
+    int64_t last_activity_ms_ = 0;
+
+    // Connection-wide flags.
+    bool draining_ = false;
+    bool client_eof_ = false;
+    bool in_process_ = false;     // process_input() is on the stack
+    bool reprocess_ = false;      // ...and must look at the input again
+    bool lingering_ = false;      // Closing: output flushed, SHUT_WR sent, discarding input
+    bool tunnel_closed_ = false;  // the tunnel ended by both sides closing, not an error/timeout
+    bool idle_listed_ = false;    // listed as idle in SharedState::clients
+
+    // The current request.
+    bool head_started_ = false;
+    size_t head_scanned_ = 0;  // bytes already searched for the end of the head
+    RequestHead req_;
+    bool is_connect_ = false;
+    AbsoluteUri uri_;       // HTTP requests
+    Authority target_;      // where we connect (HTTP and CONNECT)
+    std::string pool_key_;  // target_.host_port()
+    std::string upstream_head_;
+    Framing req_framing_;
+    uint64_t req_remaining_ = 0;
+    ChunkedDecoder req_chunked_;
+    bool req_body_done_ = true;
+    bool client_keep_alive_ = false;
+    bool client_paused_ = false;   // client reads paused: upstream output full
+    bool answers_paused_ = false;  // client reads paused: its output full (pipelining)
+
+    // The rule snapshot that decided the request, and the deciding rule (-1: the default), for
+    // the second check after DNS.
+    std::shared_ptr<const RuleSet> rules_;
+    int decided_rule_ = -1;
+
+    // Upstream choice.
+    std::vector<sockaddr_storage> addrs_;
+    size_t addr_index_ = 0;
+    std::string connect_error_;
+    bool connect_timed_out_ = false;
+    bool upstream_reused_ = false;
+    int retries_ = 0;
+
+    // The current response.
+    bool resp_head_done_ = false;
+    bool response_started_ = false;  // bytes of a response went to the client
+    Framing resp_framing_;
+    uint64_t resp_remaining_ = 0;
+    ChunkedDecoder resp_chunked_;
+    bool dechunk_ = false;
+    bool resp_done_ = false;
+    bool upstream_reusable_ = false;
+    bool upstream_paused_ = false;  // upstream reads paused: client output full
+    bool upstream_eof_ = false;     // the upstream closed; buffered bytes may remain
+    int resp_status_ = 0;
+    int interim_responses_ = 0;  // 1xx heads of this request so far
+
+    // Accounting for the access log and statistics.
+    Transaction txn_;
+    bool txn_open_ = false;
+    int64_t txn_start_ms_ = 0;
+    int64_t phase_start_ms_ = 0;     // start of the DNS lookup or of the first connect
+    uint64_t client_in_total_ = 0;   // bytes taken out of the client's input buffer
+    uint64_t client_out_total_ = 0;  // bytes queued for the client
+    uint64_t txn_in_base_ = 0;
+    uint64_t txn_out_base_ = 0;
+};
+
+}  // namespace hallpass

@@ -1,0 +1,164 @@
+// One worker thread: its own event_base, its own SO_REUSEPORT listeners (the kernel spreads
+// accepted connections across workers), its connections, DNS resolver and upstream pool, and the
+// reaper that frees finished connections on a later loop turn. Other threads reach a worker only
+// through request_drain()/request_stop(), which activate one of its events.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "hallpass/base/net_set.h"
+#include "hallpass/config/config.h"
+#include "hallpass/http/http_parser.h"
+#include "hallpass/observe/transaction.h"
+#include "hallpass/proxy/client_table.h"
+#include "hallpass/proxy/destination_guard.h"
+#include "hallpass/rules/rule_store.h"
+
+struct event;
+struct event_base;
+struct evconnlistener;
+
+namespace hallpass {
+
+class Connection;
+class DnsResolver;
+class Worker;
+class HostsTable;
+class Stats;
+class UpstreamPool;
+
+// One of hallpass's own listening sockets, for loop detection.
+struct SelfAddress {
+    bool any = false;  // 0.0.0.0 or ::: every local address on `port`
+    IpAddr ip;
+    uint16_t port = 0;
+    bool admin = false;  // the admin endpoint, not a proxy listener
+
+    static SelfAddress of(const sockaddr* addr, bool admin = false);
+};
+
+// State shared by all workers: immutable after start, or lock-free counters.
+struct SharedState {
+    std::atomic<int> connections{0};     // open client connections, all workers
+    std::atomic<uint64_t> next_id{1};    // connection ids for logs
+    NetSet allowed_clients;              // server.allowed_clients, compiled
+    std::vector<SelfAddress> self;       // where hallpass listens
+    NetSet local_addresses;              // this machine's addresses (for `any` listeners)
+    std::vector<std::string> own_names;  // this machine's host name, lower case
+    DestinationGuard destinations;       // local destinations and their exceptions
+    // Receivers of every finished request (access log, statistics). Set before workers start;
+    // read-only afterwards; each sink is called on the worker threads.
+    std::vector<TransactionSink*> sinks;
+    // The statistics (also one of `sinks`): each worker publishes its part and counts its
+    // upstream connections and tunnels on a 1 s timer. Null: no statistics. Set before start.
+    Stats* stats = nullptr;
+
+    // Exact per-client counts (connections, DNS lookups, idle connections). Thread-safe.
+    ClientTable clients;
+    // Every worker, by index, so one at a connection limit can ask another to close an idle
+    // connection (request_evict). Set before the workers start.
+    std::vector<Worker*> workers;
+
+    // True when ip:port is one of our own listening addresses (a request there would loop).
+    // *admin (when given) says whether it is the admin endpoint's.
+    bool is_self(const IpAddr& ip, uint16_t port, bool* admin = nullptr) const;
+};
+
+class Worker {
+  public:
+    Worker(int index, const ServerConfig& cfg, std::shared_ptr<const HostsTable> hosts,
+           SharedState& shared, const RuleStore& rules);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // Creates the event base, DNS resolver, pool and one listener per socket in `listen_fds`
+    // (already bound and listening, owned by the worker from now on). Main thread, before run().
+    Result<bool> init(const std::vector<int>& listen_fds);
+    // Starts the worker thread.
+    void start();
+    void join();
+
+    // Thread-safe: stop accepting, close idle connections, let the others finish their current
+    // exchange; after `grace_ms` abort whatever remains; the loop ends when none remain.
+    void request_drain(int grace_ms);
+    // Thread-safe: a new rule snapshot was published; drop the cached one now rather than at the
+    // next request, so an idle worker does not keep old rules in memory.
+    void request_rules_refresh();
+    // Thread-safe: close connection `id` of this worker if it is still idle between requests
+    // (another worker is at a connection limit and claimed it from SharedState::clients).
+    void request_evict(uint64_t id);
+    int index() const { return index_; }
+
+    // For connections (worker thread only).
+    event_base* base() const { return base_; }
+    const ServerConfig& config() const { return cfg_; }
+    const SharedState& shared() const { return shared_; }
+    ClientTable& clients() { return shared_.clients; }
+    const ParseLimits& limits() const { return limits_; }
+    DnsResolver& dns() { return *dns_; }
+    UpstreamPool& pool() { return *pool_; }
+    // The rule snapshot for a request starting now (refreshed after a reload).
+    const std::shared_ptr<const RuleSet>& rules() { return rules_.get(); }
+    // A request ended: hand its record to every sink (worker thread only).
+    void record(const Transaction& txn) {
+        for (TransactionSink* sink : shared_.sinks) sink->record(index_, txn);
+    }
+    // Called by Connection::finish(): queue for freeing on a later loop turn.
+    void reap(Connection* conn);
+
+    // libevent trampolines (public for the C callbacks in worker.cpp).
+    void on_accept(int fd, const sockaddr* peer);
+    void on_accept_error(evconnlistener* listener);
+    void on_reap();
+    void on_drain();
+    void on_grace_expired();
+    void on_resume_accept();
+    void on_rules_refresh() { (void)rules_.get(); }
+    void on_stats_tick();
+    void on_evict();
+
+  private:
+    void close_listeners();
+    void refuse(int fd, const sockaddr* peer, int status, const char* why);
+    void maybe_exit();
+    // At a limit: asks the worker holding `ip`'s (or, null, anyone's) longest-idle connection to
+    // close it. False when there is none.
+    bool evict_idle(const IpAddr* ip);
+    void evict_now(uint64_t id);
+
+    int index_;
+    const ServerConfig& cfg_;
+    ParseLimits limits_;
+    std::shared_ptr<const HostsTable> hosts_;
+    SharedState& shared_;
+    event_base* base_ = nullptr;
+    std::unique_ptr<DnsResolver> dns_;
+    std::unique_ptr<UpstreamPool> pool_;
+    std::vector<evconnlistener*> listeners_;
+    event* reap_event_ = nullptr;
+    event* drain_event_ = nullptr;
+    event* grace_timer_ = nullptr;
+    event* resume_timer_ = nullptr;  // re-enables accepting after EMFILE
+    event* refresh_event_ = nullptr;
+    event* stats_timer_ = nullptr;  // 1 s, persistent; only with SharedState::stats
+    event* evict_event_ = nullptr;
+    std::mutex evict_mu_;
+    std::vector<uint64_t> evict_ids_;  // guarded by evict_mu_
+    RuleCache rules_;
+    std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
+    std::vector<Connection*> reap_list_;
+    std::atomic<int> drain_grace_ms_{0};
+    bool draining_ = false;
+    time_t last_refusal_log_s_ = 0;
+    uint64_t refusals_ = 0;
+    std::thread thread_;
+};
+
+}  // namespace hallpass

@@ -1,0 +1,78 @@
+// The rule sections of rules.yaml (`default:`, `groups:`, `lists:`, `rules:`) -> a validated
+// RuleSpec: every name, CIDR, port, host and RE2 pattern checked, every reference resolved, every
+// problem reported as file:line:col. Pure data out; rule_set compiles it. Runs at start-up and on
+// the reload thread, never on an event loop.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "hallpass/base/error.h"
+#include "hallpass/base/net_set.h"
+
+namespace hallpass {
+
+class YamlSource;
+
+enum class Action { Allow, Block };
+
+struct Position {
+    std::string file;
+    int line = 0;
+    int col = 0;
+    std::string to_string() const;  // "file:line:col" (file without directories)
+};
+
+struct ListSpec {
+    std::string name;
+    std::string path;    // resolved: relative paths are relative to the rules file
+    std::string format;  // auto | plain | hosts | adblock (validated)
+    Position pos;
+};
+
+struct RuleSpecEntry {
+    std::string text;  // canonical (hosts, domains) or as written (regexes)
+    Position pos;
+};
+
+struct RuleSpec {
+    std::string name;  // "rule N" (1-based) when not given
+    Action action = Action::Block;
+    Position pos;  // of the rule's map
+    bool has_clients = false;
+    NetSet clients;                          // compiled
+    std::vector<std::string> client_labels;  // as written: IPs, CIDRs, group names
+    std::vector<RuleSpecEntry> hosts;        // exact names and IP literals, canonical
+    std::vector<RuleSpecEntry> domains;      // canonical
+    std::vector<RuleSpecEntry> host_regex;
+    std::vector<RuleSpecEntry> url_regex;
+    std::vector<size_t> lists;  // indexes into RulesSpec::lists
+    bool has_dest_nets = false;
+    NetSet dest_nets;
+    std::vector<std::string> dest_net_labels;
+    std::vector<uint16_t> ports;  // empty = any
+
+    bool has_destination() const {
+        return !hosts.empty() || !domains.empty() || !host_regex.empty() || !url_regex.empty() ||
+               !lists.empty() || has_dest_nets;
+    }
+};
+
+struct RulesSpec {
+    std::string file;
+    Action default_action = Action::Allow;
+    std::map<std::string, NetSet> groups;
+    std::vector<ListSpec> lists;
+    std::vector<RuleSpec> rules;
+    std::string block_page_path;  // server.block_page, resolved; "" = built-in page
+};
+
+// Reads the rule sections of an already parsed file (the server section is config's).
+Result<RulesSpec> load_rules_spec(const YamlSource& src);
+
+// Convenience: the whole file from disk.
+Result<RulesSpec> load_rules_spec_file(const std::string& path);
+
+}  // namespace hallpass

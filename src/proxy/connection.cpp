@@ -1,0 +1,1385 @@
+// The client connection state machine (see connection.h for the states). Request path:
+//   ReadingHead -> parse -> handle_request/handle_connect -> check_policy (the rule engine's
+//   place: before any DNS or upstream connection) -> pool or Resolving -> Connecting ->
+//   Exchanging (or Tunneling) -> ReadingHead for the next request, or Closing.
+// Every callback ends in at most one finish(); nothing here frees `this`.
+#include "hallpass/proxy/connection.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+
+#include "hallpass/base/log.h"
+#include "hallpass/config/config.h"
+#include "hallpass/http/http_responses.h"
+#include "hallpass/http/http_rewrite.h"
+#include "hallpass/proxy/dns.h"
+#include "hallpass/proxy/upstream_pool.h"
+#include "hallpass/proxy/worker.h"
+#include "hallpass/rules/rule_set.h"
+
+namespace hallpass {
+namespace {
+
+// After the last response of a closing connection: how long unread client bytes are discarded
+// before the socket is closed, so a close with unread data does not reset (and destroy) the
+// response in flight (RFC 9112 §9.6).
+constexpr int kLingerMs = 2000;
+
+// How often a client whose reads are paused for backpressure is checked for a reset.
+constexpr int kPausedCheckMs = 500;
+
+// Interim (1xx) responses one request may receive before the upstream is taken for a hostile
+// one: real servers send one 100 Continue or a couple of 103 Early Hints.
+constexpr int kMaxInterimResponses = 16;
+
+const char* state_name(Connection::State s) {
+    switch (s) {
+        case Connection::State::ReadingHead:
+            return "reading-head";
+        case Connection::State::Resolving:
+            return "resolving";
+        case Connection::State::Connecting:
+            return "connecting";
+        case Connection::State::Exchanging:
+            return "exchanging";
+        case Connection::State::Tunneling:
+            return "tunneling";
+        case Connection::State::Closing:
+            return "closing";
+        case Connection::State::Finished:
+            return "finished";
+    }
+    return "?";
+}
+
+void client_read_cb(bufferevent*, void* arg) { static_cast<Connection*>(arg)->on_client_read(); }
+void client_write_cb(bufferevent*, void* arg) { static_cast<Connection*>(arg)->on_client_write(); }
+void client_event_cb(bufferevent*, short what, void* arg) {
+    static_cast<Connection*>(arg)->on_client_event(what);
+}
+void upstream_read_cb(bufferevent*, void* arg) {
+    static_cast<Connection*>(arg)->on_upstream_read();
+}
+void upstream_write_cb(bufferevent*, void* arg) {
+    static_cast<Connection*>(arg)->on_upstream_write();
+}
+void upstream_event_cb(bufferevent*, short what, void* arg) {
+    static_cast<Connection*>(arg)->on_upstream_event(what);
+}
+void timer_cb(evutil_socket_t, short, void* arg) { static_cast<Connection*>(arg)->on_timer(); }
+void client_watch_cb(evutil_socket_t, short, void* arg) {
+    static_cast<Connection*>(arg)->on_client_check();
+}
+void client_output_cb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
+    static_cast<Connection*>(arg)->on_client_bytes(true, info->n_added, info->n_deleted);
+}
+void client_input_cb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
+    static_cast<Connection*>(arg)->on_client_bytes(false, info->n_added, info->n_deleted);
+}
+
+std::string peer_of(bufferevent* bev) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getpeername(bufferevent_getfd(bev), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+    return format_address(reinterpret_cast<const sockaddr*>(&ss));
+}
+
+// The Content-Type of one of our own complete responses (status line, fields, blank line, body).
+std::string content_type_of(std::string_view response) {
+    constexpr std::string_view kField = "\r\nContent-Type: ";
+    size_t head_end = response.find("\r\n\r\n");
+    size_t at = response.substr(0, head_end).find(kField);
+    if (at == std::string_view::npos) return {};
+    size_t start = at + kField.size();
+    return std::string(response.substr(start, response.find("\r\n", start) - start));
+}
+
+void set_nodelay(bufferevent* bev) {
+    int one = 1;
+    setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void set_port(sockaddr_storage* ss, uint16_t port) {
+    if (ss->ss_family == AF_INET) {
+        reinterpret_cast<sockaddr_in*>(ss)->sin_port = htons(port);
+    } else {
+        reinterpret_cast<sockaddr_in6*>(ss)->sin6_port = htons(port);
+    }
+}
+
+socklen_t addr_len(const sockaddr_storage& ss) {
+    return ss.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+}
+
+enum class PumpStatus { NeedMore, Done, Error };
+
+// Moves chunked-coded bytes from `in` to `out` up to the end of the body. With `dechunk` only
+// the payload is moved and the framing dropped (for HTTP/1.0 clients).
+PumpStatus pump_chunked(evbuffer* in, evbuffer* out, ChunkedDecoder& dec, bool dechunk,
+                        uint64_t* payload_moved) {
+    while (size_t len = evbuffer_get_length(in)) {
+        if (uint64_t rem = dec.data_remaining()) {
+            size_t n = static_cast<size_t>(std::min<uint64_t>(rem, len));
+            evbuffer_remove_buffer(in, out, n);
+            dec.skip_data(n);
+            *payload_moved += n;
+            continue;
+        }
+        size_t n = std::min(len, ChunkedDecoder::kMaxLineBytes + 2);
+        const unsigned char* p = evbuffer_pullup(in, static_cast<ev_ssize_t>(n));
+        ChunkedDecoder::Step step = dec.feed(std::string_view(reinterpret_cast<const char*>(p), n));
+        if (step.consumed > 0) {
+            if (step.data > 0 || !dechunk) {
+                evbuffer_remove_buffer(in, out, step.consumed);
+            } else {
+                evbuffer_drain(in, step.consumed);
+            }
+            *payload_moved += step.data;
+        }
+        if (step.status == ChunkedDecoder::Status::Done) return PumpStatus::Done;
+        if (step.status == ChunkedDecoder::Status::Error) return PumpStatus::Error;
+        if (step.consumed == 0) return PumpStatus::NeedMore;
+    }
+    return PumpStatus::NeedMore;
+}
+
+}  // namespace
+
+Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer)
+    : worker_(worker),
+      id_(id),
+      client_addr_(format_address(peer)),
+      client_ip_(IpAddr::from_sockaddr(peer).value_or(IpAddr{})) {
+    client_ = bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE);
+    timer_ = evtimer_new(worker_.base(), timer_cb, this);
+    if (client_) {
+        // Byte accounting for the access log: what is queued for the client and what is taken
+        // from it, whichever path (response, local answer, tunnel) moves the bytes.
+        evbuffer_add_cb(bufferevent_get_output(client_), client_output_cb, this);
+        evbuffer_add_cb(bufferevent_get_input(client_), client_input_cb, this);
+    }
+}
+
+Connection::~Connection() {
+    relay_.reset();
+    if (timer_) event_free(timer_);
+    if (client_watch_) event_free(client_watch_);
+    if (upstream_) bufferevent_free(upstream_);
+    if (client_) bufferevent_free(client_);
+}
+
+// ---- lifecycle -------------------------------------------------------------------------------
+
+void Connection::start() {
+    if (!client_ || !timer_) {
+        finish("out of memory");
+        return;
+    }
+    set_nodelay(client_);
+    bufferevent_setcb(client_, client_read_cb, client_write_cb, client_event_cb, this);
+    // The read high watermark bounds what we buffer from the client: a head larger than the
+    // limit is answered with 431 before this fills, and body bytes wait in the kernel.
+    size_t cap = std::max(worker_.config().buffer_bytes, worker_.limits().max_head_bytes + 1024);
+    bufferevent_setwatermark(client_, EV_READ, 0, cap);
+    bufferevent_enable(client_, EV_READ | EV_WRITE);
+    arm_timer(worker_.config().idle_timeout_ms);
+    set_idle(true);
+    LOG_DEBUG("c=%llu %s accepted", static_cast<unsigned long long>(id_), client_addr_.c_str());
+}
+
+void Connection::set_state(State next) {
+    auto legal = [&] {
+        switch (state_) {
+            case State::ReadingHead:
+                return next != State::Tunneling;
+            case State::Resolving:
+                return next != State::Exchanging && next != State::Tunneling;
+            case State::Connecting:
+                return next != State::Resolving;
+            case State::Exchanging:
+                return next == State::ReadingHead || next == State::Closing ||
+                       next == State::Finished || next == State::Resolving ||
+                       next == State::Connecting;
+            case State::Tunneling:
+                return next == State::Finished;
+            case State::Closing:
+                return next == State::Finished || next == State::Closing;
+            case State::Finished:
+                return false;
+        }
+        return false;
+    }();
+    assert(legal && "illegal connection state transition");
+    (void)legal;
+    LOG_DEBUG("c=%llu %s -> %s", static_cast<unsigned long long>(id_), state_name(state_),
+              state_name(next));
+    state_ = next;
+}
+
+void Connection::finish(const char* reason) {
+    if (state_ == State::Finished) return;
+    if (txn_open_) {
+        // A tunnel's normal end, or a request cut short: the client left, an error, shutdown.
+        bool clean = state_ == State::Tunneling && tunnel_closed_;
+        end_txn(clean ? std::string() : std::string(reason));
+    }
+    end_lookup();
+    if (relay_) relay_->stop();
+    if (timer_) event_del(timer_);
+    set_idle(false);
+    unwatch_client();
+    for (bufferevent* bev : {client_, upstream_}) {
+        if (!bev) continue;
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
+    }
+    LOG_DEBUG("c=%llu %s closed: %s", static_cast<unsigned long long>(id_), client_addr_.c_str(),
+              reason);
+    set_state(State::Finished);
+    worker_.reap(this);
+}
+
+void Connection::begin_drain() {
+    draining_ = true;
+    if (state_ == State::ReadingHead && !head_started_) finish("shutting down");
+}
+
+void Connection::arm_timer(int64_t ms) {
+    timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+    evtimer_add(timer_, &tv);
+}
+
+void Connection::touch() { last_activity_ms_ = loop_now_ms(client_); }
+
+bool Connection::idle() const {
+    return state_ == State::ReadingHead && !head_started_ &&
+           evbuffer_get_length(bufferevent_get_input(client_)) == 0;
+}
+
+void Connection::set_idle(bool idle) {
+    if (idle == idle_listed_) return;
+    idle_listed_ = idle;
+    if (idle) {
+        worker_.clients().mark_idle(client_ip_,
+                                    IdleConnection{worker_.index(), id_, loop_now_ms(client_)});
+    } else {
+        worker_.clients().clear_idle(client_ip_, id_);
+    }
+}
+
+void Connection::on_timer() {
+    const ServerConfig& cfg = worker_.config();
+    switch (state_) {
+        case State::ReadingHead:
+            if (head_started_) {
+                reply_error(408, "the request head did not arrive in time");
+            } else {
+                finish("idle timeout");
+            }
+            return;
+        case State::Resolving:
+            end_lookup();
+            reply_error(504, "dns lookup for " + target_.host + " timed out", true);
+            return;
+        case State::Connecting:
+            connect_error_ = "connection timed out";
+            connect_timed_out_ = true;
+            ++addr_index_;
+            connect_next();
+            return;
+        case State::Exchanging: {
+            // Lazy deadline: re-armed for the remainder when bytes moved since it was set.
+            int64_t idle = loop_now_ms(client_) - last_activity_ms_;
+            if (idle < cfg.response_timeout_ms) {
+                arm_timer(cfg.response_timeout_ms - idle);
+                return;
+            }
+            fail_upstream(504, "the upstream server " + pool_key_ + " did not answer within " +
+                                   std::to_string(cfg.response_timeout_ms) + " ms");
+            return;
+        }
+        case State::Tunneling: {
+            int64_t idle = loop_now_ms(client_) - relay_->last_activity_ms();
+            if (idle < cfg.tunnel_idle_timeout_ms) {
+                arm_timer(cfg.tunnel_idle_timeout_ms - idle);
+                return;
+            }
+            finish("tunnel idle timeout");
+            return;
+        }
+        case State::Closing:
+            finish(lingering_ ? "closed" : "client did not read the response");
+            return;
+        case State::Finished:
+            return;
+    }
+}
+
+// ---- client callbacks ------------------------------------------------------------------------
+
+void Connection::on_client_read() {
+    switch (state_) {
+        case State::ReadingHead:
+            process_input();
+            return;
+        case State::Exchanging:
+            pump_request_body();
+            return;
+        case State::Closing:
+            evbuffer_drain(bufferevent_get_input(client_),
+                           evbuffer_get_length(bufferevent_get_input(client_)));
+            return;
+        default:
+            return;  // bytes wait in the buffer (bounded by the read watermark)
+    }
+}
+
+void Connection::on_client_write() {
+    if (state_ == State::ReadingHead && answers_paused_) {
+        // The client took enough of what we answered: read its next request.
+        answers_paused_ = false;
+        bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
+        bufferevent_enable(client_, EV_READ);
+        process_input();
+        return;
+    }
+    if (state_ == State::Exchanging && upstream_paused_) {
+        // The client drained enough: take upstream bytes again.
+        upstream_paused_ = false;
+        bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
+        bufferevent_enable(upstream_, EV_READ);
+        touch();
+        if (!resp_head_done_) read_response_head();
+        if (state_ == State::Exchanging && resp_head_done_ && !resp_done_) pump_response_body();
+        if (state_ == State::Exchanging && upstream_eof_ && !upstream_paused_ && !resp_done_) {
+            on_upstream_closed(false);  // the EOF seen while paused: now all is relayed
+        }
+        return;
+    }
+    if (state_ == State::Closing && !lingering_ &&
+        evbuffer_get_length(bufferevent_get_output(client_)) == 0) {
+        close_after_flush();
+    }
+}
+
+void Connection::on_client_event(short what) {
+    if (what & BEV_EVENT_EOF) {
+        client_eof_ = true;
+        switch (state_) {
+            case State::ReadingHead:
+                finish(head_started_ ? "client closed mid-head" : "client closed");
+                return;
+            case State::Closing:
+                if (lingering_) finish("closed");
+                return;
+            case State::Resolving:
+            case State::Connecting:
+            case State::Exchanging:
+                if (!req_body_done_) {
+                    if (state_ == State::Exchanging) pump_request_body();
+                    if (!req_body_done_ && state_ != State::Finished) {
+                        finish("client closed mid-request");
+                    }
+                    return;
+                }
+                // A client that closes before its answer has begun has gone: nobody would read
+                // it, so the lookup, the connect or the upstream exchange ends now (as Squid's
+                // half_closed_clients off). Once the response flows, a half-closed client
+                // still gets the rest of it.
+                if (!response_started_) finish("client closed before the response");
+                return;
+            default:
+                return;
+        }
+    }
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        finish(state_ == State::Exchanging && response_started_ ? "client reset mid-response"
+                                                                : "client connection error");
+    }
+}
+
+// ---- reading the request head ----------------------------------------------------------------
+
+void Connection::process_input() {
+    // Pipelined requests answered locally would otherwise recurse once per request.
+    if (in_process_) {
+        reprocess_ = true;
+        return;
+    }
+    in_process_ = true;
+    do {
+        reprocess_ = false;
+        if (state_ == State::ReadingHead) parse_head();
+    } while (reprocess_ && state_ == State::ReadingHead);
+    in_process_ = false;
+}
+
+void Connection::parse_head() {
+    evbuffer* in = bufferevent_get_input(client_);
+    size_t len = evbuffer_get_length(in);
+    if (len == 0) return;
+    if (!head_started_ && output_full()) {
+        // Pipelined requests from a client that does not read what we answer: every answer
+        // stays queued, so the next request waits (in the kernel) until the client drains.
+        answers_paused_ = true;
+        bufferevent_disable(client_, EV_READ);
+        bufferevent_setwatermark(client_, EV_WRITE, worker_.config().buffer_bytes / 2, 0);
+        return;
+    }
+    const ParseLimits& limits = worker_.limits();
+    if (!head_started_) {
+        head_started_ = true;
+        set_idle(false);
+        arm_timer(worker_.config().head_timeout_ms);
+    }
+    size_t cap = limits.max_head_bytes + 4;
+    size_t n = std::min(len, cap);
+    const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, n));
+    std::string_view bytes(data, n);
+    // Parse when a line may have ended (CR or LF arrived: each complete line is checked at
+    // once, so "SSH-2.0-..." or bare-CR heads are refused without waiting for the head timeout),
+    // on any other control byte (binary garbage: a TLS ClientHello on the plain port), or when a
+    // limit is reached. Plain text bytes alone cannot change the answer: skipping them keeps a
+    // slow sender's head from being re-parsed per byte.
+    bool control_seen = std::any_of(bytes.begin() + head_scanned_, bytes.end(), [](char c) {
+        auto u = static_cast<unsigned char>(c);
+        return u < 0x20 || u == 0x7f;
+    });
+    bool first_line_long =
+        len > limits.max_request_line &&
+        bytes.substr(0, limits.max_request_line + 2).find('\n') == std::string_view::npos;
+    head_scanned_ = n;
+    if (!first_line_long && !control_seen && len < cap) return;
+
+    HeadParse<RequestHead> p = parse_request_head(bytes, limits);
+    switch (p.status) {
+        case HeadStatus::Incomplete:
+            if (len >= cap) reply_error(431, "the request head is too large");
+            return;
+        case HeadStatus::LineTooLong:
+            reply_error(414, "the request line is longer than " +
+                                 std::to_string(limits.max_request_line) + " bytes");
+            return;
+        case HeadStatus::HeadersTooLarge:
+            reply_error(431, "the request head is too large or has too many fields");
+            return;
+        case HeadStatus::BadVersion:
+            reply_error(505, "only HTTP/1.0 and HTTP/1.1 are supported");
+            return;
+        case HeadStatus::Malformed:
+            reply_error(400, "malformed request: " + p.error);
+            return;
+        case HeadStatus::Complete:
+            break;
+    }
+    begin_txn();  // before the drain: the head's bytes count as the request's
+    evbuffer_drain(in, p.consumed);
+    head_started_ = false;
+    head_scanned_ = 0;
+    req_ = std::move(p.head);
+    handle_request();
+}
+
+void Connection::handle_request() {
+    LOG_DEBUG("c=%llu %s %s %s", static_cast<unsigned long long>(id_), client_addr_.c_str(),
+              req_.method.c_str(), req_.target.c_str());
+    txn_.method = req_.method;
+    txn_.url = req_.target;  // until check_policy() has the canonical URL
+    // Defaults for a request we answer ourselves: no body read, connection closed unless set.
+    req_body_done_ = true;
+    client_keep_alive_ = false;
+    is_connect_ = false;
+    if (req_.method == "CONNECT") {
+        handle_connect();
+        return;
+    }
+    if (req_.target.starts_with('/') || req_.target == "*") {
+        handle_origin_form();
+        return;
+    }
+    auto framing = request_framing(req_);
+    if (!framing) {
+        reply_error(400, "ambiguous or invalid message framing (Content-Length/Transfer-Encoding)");
+        return;
+    }
+    const Header* host = find_header(req_.headers, "host");
+    if (!host && req_.version_minor >= 1) {
+        reply_error(400, "HTTP/1.1 requests need a Host header (RFC 9112 section 3.2)");
+        return;
+    }
+    // The scheme first: file:/// has no authority, yet the right answer is "not supported".
+    if (size_t colon = req_.target.find("://"); colon != std::string::npos && colon > 0) {
+        std::string scheme = req_.target.substr(0, colon);
+        std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (scheme != "http") {
+            reply_error(501, "hallpass relays http:// URLs; " + scheme +
+                                 ":// is not supported (HTTPS goes through CONNECT)");
+            return;
+        }
+    }
+    auto uri = parse_absolute_uri(req_.target);
+    if (!uri) {
+        reply_error(400, "bad request target: " + uri.error().message);
+        return;
+    }
+    // The absolute-form target decides where the request goes (RFC 9112 §3.2.2); a Host header
+    // that is not even a valid host is a sign of an attempt to confuse someone along the path.
+    // (Usually the Host header spells the target's authority exactly: no need to parse it.)
+    if (host && !iequals(host->value, uri->authority.host_header(80))) {
+        if (!parse_authority(host->value, false, 80)) {
+            reply_error(400, "invalid Host header");
+            return;
+        }
+    }
+    const PortRanges& http_ports = worker_.config().http_ports;
+    if (!http_ports.empty() && !http_ports.contains(uri->authority.port)) {
+        reply_error(403, "plain HTTP to port " + std::to_string(uri->authority.port) +
+                             " is not allowed (server.http_ports)");
+        return;
+    }
+    uri_ = std::move(*uri);
+    target_ = uri_.authority;
+    req_framing_ = *framing;
+    req_body_done_ = req_framing_.kind == BodyKind::None;
+    req_remaining_ = req_framing_.kind == BodyKind::Length ? req_framing_.length : 0;
+    if (req_framing_.kind == BodyKind::Length && req_remaining_ == 0) req_body_done_ = true;
+    req_chunked_ = ChunkedDecoder();
+    client_keep_alive_ = client_wants_keep_alive(req_) && !draining_;
+    if (target_.kind != HostKind::Name) {
+        // An IP literal is checked at once; names after DNS (on_resolved).
+        if (auto ip = IpAddr::parse(target_.host); ip && refuse_destination(*ip)) return;
+    }
+    if (!check_policy()) return;
+
+    upstream_head_ = serialize_upstream_request(req_, uri_, req_framing_, true);
+    pool_key_ = target_.host_port();
+    retries_ = 0;
+    if (bufferevent* idle = worker_.pool().take(pool_key_)) {
+        upstream_ = idle;
+        upstream_reused_ = true;
+        txn_.upstream_reused = true;
+        txn_.upstream = peer_of(idle);
+        bufferevent_setcb(upstream_, upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
+        set_state(State::Exchanging);
+        send_request();
+        return;
+    }
+    open_upstream(target_);
+}
+
+void Connection::handle_connect() {
+    auto authority = parse_authority(req_.target, true);
+    if (!authority) {
+        reply_error(400, "bad CONNECT target: " + authority.error().message);
+        return;
+    }
+    target_ = std::move(*authority);
+    if (!worker_.config().connect_ports.contains(target_.port)) {
+        reply_error(403, "CONNECT to port " + std::to_string(target_.port) +
+                             " is not allowed (server.connect_ports)");
+        return;
+    }
+    is_connect_ = true;
+    if (target_.kind != HostKind::Name) {
+        if (auto ip = IpAddr::parse(target_.host); ip && refuse_destination(*ip)) return;
+    }
+    if (!check_policy()) return;
+    pool_key_ = target_.host_port();
+    open_upstream(target_);
+}
+
+void Connection::handle_origin_form() {
+    // Not a proxy request: somebody opened the proxy's address in a browser (the info page), or
+    // a client was configured with the proxy as its web server, or sends requests meant for
+    // another server here (refused: hallpass is no one's web server).
+    // Where the client reached us: asked only here (rare), not for every connection.
+    sockaddr_storage local{};
+    socklen_t local_len = sizeof local;
+    if (local_port_ == 0 && getsockname(bufferevent_getfd(client_),
+                                        reinterpret_cast<sockaddr*>(&local), &local_len) == 0) {
+        const auto* sa = reinterpret_cast<const sockaddr*>(&local);
+        local_ip_ = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
+        local_port_ = port_of(sa);
+    }
+    const Header* host = find_header(req_.headers, "host");
+    std::optional<Authority> self;
+    if (host) {
+        auto a = parse_authority(host->value, false, 0);
+        if (a && (a->port == 0 || a->port == local_port_) && names_this_host(*a)) self = *a;
+    } else {
+        self = Authority{local_ip_.to_string(), local_ip_.v6 ? HostKind::Ipv6 : HostKind::Ipv4};
+    }
+    if (!self) {
+        reply_error(400,
+                    "hallpass is a proxy, not a web server: set it as your browser's proxy "
+                    "(this request was for " +
+                        host->value + ")");
+        return;
+    }
+    size_t query = req_.target.find('?');
+    answer_self(*self, local_port_, req_.target.substr(0, query));
+}
+
+bool Connection::names_this_host(const Authority& a) const {
+    const SharedState& shared = worker_.shared();
+    if (a.kind != HostKind::Name) {
+        auto ip = IpAddr::parse(a.host);
+        return ip && shared.local_addresses.contains(*ip);
+    }
+    if (a.host == "localhost") return true;
+    for (const std::string& name : shared.own_names) {
+        // The host name, alone or with a domain (proxybox, proxybox.lan, proxybox.local).
+        if (a.host == name || (a.host.starts_with(name) && a.host[name.size()] == '.')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void Connection::answer_self(const Authority& self, uint16_t port, std::string_view path) {
+    bool is_head = req_.method == "HEAD";
+    txn_.kind = Transaction::Kind::Local;
+    if (req_.method != "GET" && !is_head) {
+        reply_error(405, "hallpass is a proxy: send absolute-form requests (GET http://host/...)");
+        return;
+    }
+    if (path != "/") {
+        reply_error(404, "hallpass serves only its information page, at /", true);
+        return;
+    }
+    auto framing = request_framing(req_);
+    bool keep_alive =
+        framing && framing->kind == BodyKind::None && client_wants_keep_alive(req_) && !draining_;
+    client_keep_alive_ = keep_alive;
+    txn_.status = 200;
+    std::string shown = self.kind == HostKind::Ipv6 ? "[" + self.host + "]" : self.host;
+    reply(make_info_response(shown, port, keep_alive, is_head), keep_alive);
+}
+
+bool Connection::check_policy() {
+    // The rule engine's decision point: the request head is parsed and the target canonical;
+    // nothing has been resolved or connected yet, so a blocked request never reaches the network.
+    rules_ = worker_.rules();
+    const RuleSet& rules = *rules_;
+    std::string url = !is_connect_ && rules.needs_url() ? rules_url() : std::string();
+    RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
+    Decision decision = rules.decide(facts);
+    decided_rule_ = decision.rule;
+    const std::string& rule =
+        decision.rule >= 0 ? rules.rule_name(decision.rule) : std::string("default");
+    txn_.rule = rule;
+    txn_.url = is_connect_ ? target_.host_port() : request_url();
+    txn_.host = target_.host;
+    txn_.port = target_.port;
+    if (decision.action == Action::Allow) {
+        txn_.kind = is_connect_ ? Transaction::Kind::Tunnel : Transaction::Kind::Relayed;
+        return true;
+    }
+    reply_blocked(rule);
+    return false;
+}
+
+void Connection::reply_blocked(const std::string& rule) {
+    txn_.rule = rule;
+    txn_.kind = Transaction::Kind::Blocked;
+    txn_.status = 403;
+    LOG_DEBUG("c=%llu %s blocked %s by rule \"%s\"", static_cast<unsigned long long>(id_),
+              client_addr_.c_str(), target_.host_port().c_str(), rule.c_str());
+    // A blocked request without a body keeps its connection: the browser's next request may be
+    // for an allowed host. One with a body is closed (the body is never read).
+    bool keep_alive = client_keep_alive_ && req_body_done_ && !is_connect_;
+    std::string shown_url = is_connect_ ? target_.host_port() : request_url();
+    reply(make_block_response(rules_->block_page_template(), target_.host, rule,
+                              client_ip_.to_string(), shown_url, keep_alive, req_.method == "HEAD"),
+          keep_alive);
+}
+
+// The checks on where a request would go, before anything connects there: hallpass's own
+// listeners (a loop) and this host's own services (local destinations). True when refused (the
+// answer is on its way).
+bool Connection::refuse_destination(const IpAddr& ip) {
+    const SharedState& shared = worker_.shared();
+    // Only a refusal fills in the target here (an IP literal is refused before check_policy()
+    // does); the allowed path, every request, pays for no string.
+    auto note_target = [this] {
+        txn_.url = is_connect_ ? target_.host_port() : request_url();
+        txn_.host = target_.host;
+        txn_.port = target_.port;
+    };
+    bool admin = false;
+    if (shared.is_self(ip, target_.port, &admin)) {
+        note_target();
+        if (!is_connect_ && !admin) {
+            // A browser set to use the proxy, asked for the proxy's own address: it is
+            // answered here, as if asked directly, and never forwarded.
+            answer_self(target_, target_.port,
+                        uri_.path_and_query.substr(0, uri_.path_and_query.find('?')));
+            return true;
+        }
+        reply_error(403,
+                    "refusing to connect to hallpass itself (" + target_.host_port() +
+                        "): that would be a loop",
+                    true);
+        return true;
+    }
+    if (shared.destinations.refuses(ip, target_.port)) {
+        note_target();
+        txn_.rule = "local-destination";
+        std::string where = ip.to_string() + " port " + std::to_string(target_.port);
+        reply_error(403,
+                    "local destination: " + target_.host_port() +
+                        (target_.kind == HostKind::Name ? " resolves to " + where : std::string()) +
+                        ", an address of the proxy host itself (server.allow_local_destinations)",
+                    true);
+        return true;
+    }
+    return false;
+}
+
+bool Connection::output_full() const {
+    return evbuffer_get_length(bufferevent_get_output(client_)) >= worker_.config().buffer_bytes;
+}
+
+void Connection::pause_upstream() {
+    if (upstream_paused_) return;
+    upstream_paused_ = true;
+    bufferevent_disable(upstream_, EV_READ);
+    bufferevent_setwatermark(client_, EV_WRITE, worker_.config().buffer_bytes / 2, 0);
+}
+
+std::string Connection::request_url() const {
+    return "http://" + target_.host_header(80) + uri_.path_and_query;
+}
+
+std::string Connection::rules_url() const {
+    return "http://" + target_.host_header(80) + normalize_path(uri_.path_and_query);
+}
+
+void Connection::next_request() {
+    set_state(State::ReadingHead);
+    req_ = RequestHead();
+    upstream_head_.clear();
+    resp_head_done_ = response_started_ = resp_done_ = false;
+    upstream_paused_ = client_paused_ = answers_paused_ = false;
+    unwatch_client();
+    head_started_ = false;
+    head_scanned_ = 0;
+    bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
+    bufferevent_enable(client_, EV_READ);
+    if (draining_) {
+        close_after_flush();
+        return;
+    }
+    arm_timer(worker_.config().idle_timeout_ms);
+    if (evbuffer_get_length(bufferevent_get_input(client_)) > 0) {
+        process_input();
+    } else {
+        set_idle(true);
+    }
+}
+
+// ---- resolving and connecting ----------------------------------------------------------------
+
+void Connection::open_upstream(const Authority& target) {
+    addrs_.clear();
+    addr_index_ = 0;
+    connect_error_.clear();
+    connect_timed_out_ = false;
+    if (target.kind != HostKind::Name) {
+        DnsAnswer literal;
+        literal.addresses.resize(1);
+        auto r = parse_listen_address(target.kind == HostKind::Ipv6 ? "[" + target.host + "]:0"
+                                                                    : target.host + ":0");
+        assert(r && "canonical IP literal must parse");
+        literal.addresses[0] = r->addr;
+        set_state(State::Resolving);
+        on_resolved(literal);
+        return;
+    }
+    set_state(State::Resolving);
+    phase_start_ms_ = loop_now_ms(client_);
+    txn_.dns_ms = 0;
+    if (auto known = worker_.dns().known(target.host)) {
+        txn_.dns_cached = true;
+        on_resolved(*known);
+        return;
+    }
+    const int per_client = worker_.config().max_dns_lookups_per_client;
+    if (!worker_.clients().try_add_lookup(client_ip_, per_client)) {
+        reply_error(503,
+                    "too many DNS lookups in flight from your address (server."
+                    "max_dns_lookups_per_client: " +
+                        std::to_string(per_client) + "); try again shortly",
+                    true);
+        return;
+    }
+    lookup_counted_ = true;
+    arm_timer(worker_.config().dns_timeout_ms + 1000);
+    auto answer = worker_.dns().resolve(
+        target.host,
+        [this](const DnsAnswer& a) {
+            dns_ticket_ = 0;
+            end_lookup();
+            on_resolved(a);
+        },
+        &dns_ticket_);
+    if (answer) {
+        end_lookup();
+        on_resolved(*answer);
+    }
+}
+
+void Connection::end_lookup() {
+    if (dns_ticket_) {
+        worker_.dns().cancel(dns_ticket_);
+        dns_ticket_ = 0;
+    }
+    if (lookup_counted_) {
+        lookup_counted_ = false;
+        worker_.clients().remove_lookup(client_ip_);
+    }
+}
+
+void Connection::on_resolved(const DnsAnswer& answer) {
+    if (txn_.dns_ms >= 0) txn_.dns_ms = loop_now_ms(client_) - phase_start_ms_;
+    if (!answer.ok()) {
+        reply_error(502,
+                    answer.error.empty() ? "dns lookup failed for " + target_.host : answer.error,
+                    true);
+        return;
+    }
+    addrs_ = answer.addresses;
+    // Every address is checked, not only the first: a rebinding answer may mix a public address
+    // with 127.0.0.1, and connect_next() would try the next one after a failure.
+    const bool second_check = rules_ && rules_->has_dest_nets();
+    std::string url = second_check && !is_connect_ && rules_->needs_url() ? rules_url() : "";
+    RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
+    for (auto& a : addrs_) {
+        set_port(&a, target_.port);
+        auto ip = IpAddr::from_sockaddr(reinterpret_cast<const sockaddr*>(&a));
+        if (!ip) continue;
+        if (refuse_destination(*ip)) return;
+        if (!second_check) continue;
+        Decision d = rules_->decide_address(facts, *ip, Decision{Action::Allow, decided_rule_});
+        if (d.action == Action::Block) {
+            reply_blocked(rules_->rule_name(d.rule));
+            return;
+        }
+    }
+    addr_index_ = 0;
+    connect_next();
+}
+
+void Connection::connect_next() {
+    free_upstream();
+    if (addr_index_ >= addrs_.size()) {
+        std::string detail = "cannot connect to " + pool_key_ + " (" + connect_error_ + ")";
+        reply_error(connect_timed_out_ ? 504 : 502, detail, true);
+        return;
+    }
+    if (state_ != State::Connecting) {
+        set_state(State::Connecting);
+        phase_start_ms_ = loop_now_ms(client_);
+    }
+    const sockaddr_storage& addr = addrs_[addr_index_];
+    txn_.upstream = format_address(reinterpret_cast<const sockaddr*>(&addr));
+    txn_.upstream_reused = false;
+    upstream_ = bufferevent_socket_new(worker_.base(), -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!upstream_) {
+        reply_error(502, "out of resources", true);
+        return;
+    }
+    upstream_reused_ = false;
+    bufferevent_setcb(upstream_, upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
+    arm_timer(worker_.config().connect_timeout_ms);
+    // Failure is reported either here (-1) or later through on_upstream_event (refused).
+    if (bufferevent_socket_connect(upstream_, reinterpret_cast<const sockaddr*>(&addr),
+                                   addr_len(addr)) < 0) {
+        connect_error_ = std::strerror(errno);
+        ++addr_index_;
+        connect_next();
+    }
+}
+
+void Connection::on_upstream_event(short what) {
+    if (state_ == State::Connecting) {
+        if (what & BEV_EVENT_CONNECTED) {
+            on_upstream_connected();
+            return;
+        }
+        int err = EVUTIL_SOCKET_ERROR();
+        connect_error_ = err ? evutil_socket_error_to_string(err) : "connection failed";
+        if (err == ECONNREFUSED) connect_error_ = "connection refused";
+        ++addr_index_;
+        connect_next();
+        return;
+    }
+    if (state_ != State::Exchanging) return;
+    if (what & BEV_EVENT_EOF) {
+        on_upstream_closed(false);
+    } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        on_upstream_closed(true);
+    }
+}
+
+void Connection::on_upstream_connected() {
+    txn_.connect_ms = loop_now_ms(client_) - phase_start_ms_;
+    set_nodelay(upstream_);
+    addrs_.clear();
+    addrs_.shrink_to_fit();
+    if (is_connect_) {
+        start_tunnel();
+        return;
+    }
+    set_state(State::Exchanging);
+    send_request();
+}
+
+// ---- exchanging ------------------------------------------------------------------------------
+
+void Connection::send_request() {
+    const ServerConfig& cfg = worker_.config();
+    resp_head_done_ = response_started_ = resp_done_ = upstream_eof_ = false;
+    upstream_paused_ = false;
+    resp_status_ = 0;
+    interim_responses_ = 0;
+    bufferevent_setwatermark(upstream_, EV_READ, 0, cfg.buffer_bytes);
+    bufferevent_setwatermark(upstream_, EV_WRITE, 0, 0);
+    bufferevent_write(upstream_, upstream_head_.data(), upstream_head_.size());
+    bufferevent_enable(upstream_, EV_READ | EV_WRITE);
+    touch();
+    arm_timer(cfg.response_timeout_ms);
+    pump_request_body();
+}
+
+void Connection::pump_request_body() {
+    if (req_body_done_ || state_ != State::Exchanging) return;
+    evbuffer* in = bufferevent_get_input(client_);
+    evbuffer* out = bufferevent_get_output(upstream_);
+    const size_t high = worker_.config().buffer_bytes;
+    size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
+    if (!client_paused_ && !client_eof_ && queued < high) read_more(client_, high - queued);
+    while (!req_body_done_ && evbuffer_get_length(in) > 0) {
+        if (evbuffer_get_length(out) >= high) {
+            // The upstream is slow to take the body: stop reading the client until it drains.
+            client_paused_ = true;
+            bufferevent_disable(client_, EV_READ);
+            watch_client();
+            bufferevent_setwatermark(upstream_, EV_WRITE, high / 2, 0);
+            break;
+        }
+        touch();
+        if (req_framing_.kind == BodyKind::Length) {
+            size_t n =
+                static_cast<size_t>(std::min<uint64_t>(req_remaining_, evbuffer_get_length(in)));
+            evbuffer_remove_buffer(in, out, n);
+            req_remaining_ -= n;
+            if (req_remaining_ == 0) req_body_done_ = true;
+        } else {
+            uint64_t moved = 0;
+            PumpStatus s = pump_chunked(in, out, req_chunked_, false, &moved);
+            if (s == PumpStatus::Error) {
+                // The head already went upstream: the exchange cannot be saved.
+                if (!response_started_) {
+                    free_upstream();
+                    reply_error(400, "bad chunked request body");
+                } else {
+                    finish("bad chunked request body");
+                }
+                return;
+            }
+            if (s == PumpStatus::Done) req_body_done_ = true;
+            if (s == PumpStatus::NeedMore) break;
+        }
+    }
+    if (req_body_done_ && resp_done_) on_response_complete();
+}
+
+void Connection::on_upstream_write() {
+    if (state_ != State::Exchanging || !client_paused_) return;
+    client_paused_ = false;
+    unwatch_client();
+    bufferevent_setwatermark(upstream_, EV_WRITE, 0, 0);
+    bufferevent_enable(client_, EV_READ);
+    pump_request_body();
+}
+
+void Connection::on_upstream_read() {
+    if (state_ != State::Exchanging) return;
+    touch();
+    if (!resp_head_done_) read_response_head();
+    if (state_ == State::Exchanging && resp_head_done_ && !resp_done_) pump_response_body();
+}
+
+void Connection::read_response_head() {
+    evbuffer* in = bufferevent_get_input(upstream_);
+    const ParseLimits& limits = worker_.limits();
+    // A response head may be larger than we allow clients; servers set many cookies.
+    ParseLimits resp_limits{limits.max_head_bytes, std::max<size_t>(limits.max_head_bytes, 65536),
+                            std::max<size_t>(limits.max_headers, 200)};
+    while (size_t len = evbuffer_get_length(in)) {
+        if (output_full()) {
+            // Interim responses wait like body bytes while the client does not read.
+            pause_upstream();
+            return;
+        }
+        size_t n = std::min(len, resp_limits.max_head_bytes + 4);
+        const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, n));
+        HeadParse<ResponseHead> p = parse_response_head(std::string_view(data, n), resp_limits);
+        if (p.status == HeadStatus::Incomplete) {
+            if (n >= resp_limits.max_head_bytes + 4) {
+                fail_upstream(502, "the upstream response head is too large");
+            }
+            return;
+        }
+        if (p.status != HeadStatus::Complete) {
+            fail_upstream(502, "invalid response from upstream " + pool_key_ + ": " +
+                                   (p.error.empty() ? "bad status line" : p.error));
+            return;
+        }
+        evbuffer_drain(in, p.consumed);
+        ResponseHead& head = p.head;
+        if (head.status >= 100 && head.status < 200) {
+            if (head.status == 101) {
+                // We never forward Upgrade, so a switch was not asked for.
+                fail_upstream(502, "the upstream switched protocols unasked");
+                return;
+            }
+            if (++interim_responses_ > kMaxInterimResponses) {
+                client_keep_alive_ = false;  // a hostile upstream: the client starts afresh
+                fail_upstream(502, "the upstream server " + pool_key_ + " sent more than " +
+                                       std::to_string(kMaxInterimResponses) +
+                                       " interim (1xx) responses");
+                return;
+            }
+            // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients only
+            // (RFC 9110 §15.2).
+            if (req_.version_minor >= 1) {
+                std::string interim = serialize_client_response(head, 1, Framing{BodyKind::None, 0},
+                                                                ClientBodyCoding::AsIs, true);
+                bufferevent_write(client_, interim.data(), interim.size());
+            }
+            continue;
+        }
+        auto framing = response_framing(head, req_.method);
+        if (!framing) {
+            fail_upstream(502, "the upstream response has invalid framing");
+            return;
+        }
+        resp_framing_ = *framing;
+        resp_status_ = head.status;
+        txn_.status = head.status;
+        if (const Header* ct = find_header(head.headers, "content-type")) {
+            txn_.content_type = ct->value;
+        }
+        dechunk_ = resp_framing_.kind == BodyKind::Chunked && req_.version_minor == 0;
+        upstream_reusable_ = upstream_allows_reuse(head, resp_framing_);
+        client_keep_alive_ = client_keep_alive_ && !draining_ && !dechunk_ &&
+                             resp_framing_.kind != BodyKind::UntilClose;
+        std::string out = serialize_client_response(
+            head, req_.version_minor, resp_framing_,
+            dechunk_ ? ClientBodyCoding::Dechunk : ClientBodyCoding::AsIs, client_keep_alive_);
+        bufferevent_write(client_, out.data(), out.size());
+        response_started_ = true;
+        resp_head_done_ = true;
+        resp_remaining_ = resp_framing_.length;
+        resp_chunked_ = ChunkedDecoder();
+        LOG_DEBUG("c=%llu %s %s -> %d", static_cast<unsigned long long>(id_), req_.method.c_str(),
+                  req_.target.c_str(), head.status);
+        if (resp_framing_.kind == BodyKind::None ||
+            (resp_framing_.kind == BodyKind::Length && resp_remaining_ == 0)) {
+            resp_done_ = true;
+            on_response_complete();
+        }
+        return;
+    }
+}
+
+void Connection::pump_response_body() {
+    evbuffer* in = bufferevent_get_input(upstream_);
+    evbuffer* out = bufferevent_get_output(client_);
+    const size_t high = worker_.config().buffer_bytes;
+    size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
+    if (!upstream_paused_ && !upstream_eof_ && queued < high) read_more(upstream_, high - queued);
+    while (!resp_done_ && evbuffer_get_length(in) > 0) {
+        if (evbuffer_get_length(out) >= high) {
+            // The client reads slowly: stop reading the upstream until the client drains.
+            pause_upstream();
+            return;
+        }
+        switch (resp_framing_.kind) {
+            case BodyKind::Length: {
+                size_t n = static_cast<size_t>(
+                    std::min<uint64_t>(resp_remaining_, evbuffer_get_length(in)));
+                evbuffer_remove_buffer(in, out, n);
+                resp_remaining_ -= n;
+                if (resp_remaining_ == 0) resp_done_ = true;
+                break;
+            }
+            case BodyKind::Chunked: {
+                uint64_t moved = 0;
+                PumpStatus s = pump_chunked(in, out, resp_chunked_, dechunk_, &moved);
+                if (s == PumpStatus::Error) {
+                    LOG_DEBUG("c=%llu bad chunked response body from upstream",
+                              static_cast<unsigned long long>(id_));
+                    abort_response();
+                    return;
+                }
+                if (s == PumpStatus::Done) resp_done_ = true;
+                if (s == PumpStatus::NeedMore) return;
+                break;
+            }
+            case BodyKind::UntilClose:
+                evbuffer_add_buffer(out, in);
+                break;
+            case BodyKind::None:
+                resp_done_ = true;
+                break;
+        }
+    }
+    if (resp_done_) on_response_complete();
+}
+
+void Connection::on_response_complete() {
+    end_txn(std::string());
+    if (!req_body_done_) {
+        // The upstream answered before the whole body was sent (e.g. 413). The rest of the
+        // body cannot be skipped safely on either side: close both after the response.
+        free_upstream();
+        client_keep_alive_ = false;
+        close_after_flush();
+        return;
+    }
+    bool upstream_clean = upstream_reusable_ && upstream_ &&
+                          evbuffer_get_length(bufferevent_get_input(upstream_)) == 0;
+    if (upstream_clean) {
+        bufferevent* idle = upstream_;
+        upstream_ = nullptr;
+        worker_.pool().put(pool_key_, idle);
+    } else {
+        free_upstream();
+    }
+    if (client_keep_alive_ && !client_eof_ && !draining_) {
+        next_request();
+    } else {
+        close_after_flush();
+    }
+}
+
+void Connection::on_upstream_closed(bool error) {
+    // Whatever arrived before the close is still to be relayed.
+    if (!error) {
+        upstream_eof_ = true;
+        if (!resp_head_done_) read_response_head();
+        if (state_ != State::Exchanging) return;
+        if (resp_head_done_ && !resp_done_) pump_response_body();
+        if (state_ != State::Exchanging) return;
+    }
+    if (upstream_paused_ && !error) return;  // pump_response_body() comes back when drained
+    if (resp_head_done_ && resp_framing_.kind == BodyKind::UntilClose && !error) {
+        resp_done_ = true;
+        upstream_reusable_ = false;
+        on_response_complete();
+        return;
+    }
+    if (!resp_head_done_ && !response_started_ && upstream_reused_ && retries_ == 0 &&
+        req_framing_.kind == BodyKind::None) {
+        // A pooled connection the server closed just as we reused it: try once more, fresh.
+        LOG_DEBUG("c=%llu pooled upstream %s closed, retrying",
+                  static_cast<unsigned long long>(id_), pool_key_.c_str());
+        ++retries_;
+        free_upstream();
+        open_upstream(target_);
+        return;
+    }
+    if (!resp_head_done_) {
+        fail_upstream(502, error ? "the upstream server " + pool_key_ + " reset the connection"
+                                 : "the upstream server " + pool_key_ +
+                                       " closed the connection before answering");
+        return;
+    }
+    LOG_DEBUG("c=%llu %s", static_cast<unsigned long long>(id_),
+              error ? "upstream reset mid-response" : "upstream closed mid-response");
+    abort_response();
+}
+
+void Connection::fail_upstream(int status, const std::string& detail) {
+    free_upstream();
+    if (response_started_) {
+        LOG_DEBUG("c=%llu %s", static_cast<unsigned long long>(id_), detail.c_str());
+        abort_response();
+        return;
+    }
+    reply_error(status, detail, true);
+}
+
+// ---- tunneling -------------------------------------------------------------------------------
+
+void Connection::start_tunnel() {
+    set_state(State::Tunneling);
+    txn_.status = 200;
+    bufferevent_write(client_, kConnectEstablished.data(), kConnectEstablished.size());
+    // An idle tunnel should cost little memory: drop the request's strings.
+    req_ = RequestHead();
+    upstream_head_ = std::string();
+    relay_ = std::make_unique<Relay>(client_, upstream_, worker_.config().buffer_bytes, this);
+    arm_timer(worker_.config().tunnel_idle_timeout_ms);
+    relay_->start();
+}
+
+void Connection::on_relay_done(const char* reason, bool error) {
+    tunnel_closed_ = !error;
+    finish(reason);
+}
+
+// ---- local answers and closing ---------------------------------------------------------------
+
+void Connection::reply(const std::string& bytes, bool keep_alive) {
+    bufferevent_write(client_, bytes.data(), bytes.size());
+    if (txn_.content_type.empty()) txn_.content_type = content_type_of(bytes);
+    end_txn(txn_.error);
+    bool can_continue = keep_alive && req_body_done_ && !client_eof_ && !draining_;
+    if (can_continue) {
+        next_request();
+    } else {
+        close_after_flush();
+    }
+}
+
+void Connection::reply_error(int status, const std::string& detail, bool may_keep_alive) {
+    LOG_DEBUG("c=%llu %s answered %d: %s", static_cast<unsigned long long>(id_),
+              client_addr_.c_str(), status, detail.c_str());
+    free_upstream();
+    if (!txn_open_) begin_txn();           // a head that never parsed (400, 408, 414, 431, 505)
+    txn_.kind = Transaction::Kind::Local;  // even after an allowed decision: no upstream answered
+    txn_.status = status;
+    txn_.error = detail;
+    bool head_only = req_.method == "HEAD";
+    bool keep_alive = may_keep_alive && client_keep_alive_ && req_body_done_;
+    reply(make_error_response(status, detail, keep_alive, head_only), keep_alive);
+}
+
+void Connection::close_after_flush() {
+    if (state_ != State::Closing) {
+        set_state(State::Closing);
+        arm_timer(worker_.config().response_timeout_ms);
+    }
+    if (evbuffer_get_length(bufferevent_get_output(client_)) > 0) {
+        bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
+        bufferevent_enable(client_, EV_WRITE);
+        return;  // on_client_write comes back here once flushed
+    }
+    if (client_eof_) {
+        finish("closed");
+        return;
+    }
+    // Everything is out: half-close and discard what the client still sends for a moment.
+    lingering_ = true;
+    ::shutdown(bufferevent_getfd(client_), SHUT_WR);
+    evbuffer_drain(bufferevent_get_input(client_),
+                   evbuffer_get_length(bufferevent_get_input(client_)));
+    bufferevent_setwatermark(client_, EV_READ, 0, 0);
+    bufferevent_enable(client_, EV_READ);
+    arm_timer(kLingerMs);
+}
+
+void Connection::abort_response() {
+    // Part of the response is out and the rest will not come: what was relayed still goes to
+    // the client, then the connection closes — for a client, the only honest signal left (the
+    // body is shorter than its Content-Length, or lacks the last chunk).
+    free_upstream();
+    client_keep_alive_ = false;
+    end_txn("the upstream response was cut short");
+    if (dechunk_ || resp_framing_.kind == BodyKind::UntilClose) {
+        // The client reads this body until the connection ends: a clean close would make the
+        // truncated body look complete (RFC 9112 §8). Only a reset says it is not.
+        linger lin{1, 0};
+        setsockopt(bufferevent_getfd(client_), SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
+        finish("truncated response delimited by close: reset");
+        return;
+    }
+    close_after_flush();
+}
+
+// ---- a paused client ----------------------------------------------------------------------
+
+// While the client's reads are paused (the upstream is slow to take the body), no read is
+// pending on its socket, so its reset would go unseen until the upstream drains or
+// response_timeout_ms passes. epoll cannot report it without a read or write interest (a reset
+// comes as EPOLLERR|EPOLLHUP, which libevent gives only to read and write events, and a read
+// event would fire at once for the bytes waiting), so a paused client is polled instead:
+// SO_ERROR every kPausedCheckMs, and only while it is paused.
+void Connection::watch_client() {
+    if (!client_watch_) {
+        client_watch_ = event_new(worker_.base(), -1, EV_PERSIST, client_watch_cb, this);
+        if (!client_watch_) return;  // out of memory: the response timeout still applies
+    }
+    timeval tv{0, kPausedCheckMs * 1000};
+    event_add(client_watch_, &tv);
+}
+
+void Connection::unwatch_client() {
+    if (client_watch_) event_del(client_watch_);
+}
+
+void Connection::on_client_check() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(bufferevent_getfd(client_), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+        finish(err == ECONNRESET ? "client reset mid-request" : "client connection error");
+    }
+}
+
+// ---- accounting ------------------------------------------------------------------------------
+
+void Connection::on_client_bytes(bool output, size_t added, size_t deleted) {
+    if (output) {
+        client_out_total_ += added;
+    } else {
+        client_in_total_ += deleted;
+    }
+}
+
+void Connection::begin_txn() {
+    txn_ = Transaction();
+    txn_open_ = true;
+    txn_start_ms_ = loop_now_ms(client_);
+    txn_in_base_ = client_in_total_;
+    txn_out_base_ = client_out_total_;
+    txn_.start_unix_ms = txn_start_ms_;
+    txn_.client = client_ip_;
+    txn_.client_addr = client_addr_;
+    // "-" until the head parses. push_back, not = "-": GCC 12 at -O3 reports a false -Wrestrict
+    // for a one-character string assignment here (GCC bug 105329).
+    txn_.method.push_back('-');
+    txn_.url.push_back('-');
+}
+
+void Connection::end_txn(const std::string& error) {
+    if (!txn_open_) return;
+    txn_open_ = false;
+    if (txn_.status == 0 && response_started_) txn_.status = resp_status_;
+    txn_.elapsed_ms = loop_now_ms(client_) - txn_start_ms_;
+    txn_.bytes_to_client = client_out_total_ - txn_out_base_;
+    txn_.bytes_from_client = client_in_total_ - txn_in_base_;
+    if (txn_.error.empty()) txn_.error = error;
+    worker_.record(txn_);
+}
+
+void Connection::free_upstream() {
+    if (!upstream_) return;
+    bufferevent_free(upstream_);
+    upstream_ = nullptr;
+    upstream_paused_ = false;
+}
+
+}  // namespace hallpass

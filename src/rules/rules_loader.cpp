@@ -1,0 +1,380 @@
+// rules.yaml's rule sections -> RulesSpec. Checks everything a rule refers to, so a rule set that
+// loads is one that means what it says: unknown keys (with did-you-mean), wrong types, undefined
+// groups and lists, bad CIDRs, invalid hosts and RE2 patterns are errors at file:line:col.
+#include "hallpass/rules/rules_loader.h"
+
+#include <re2/re2.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "hallpass/config/yaml_source.h"
+#include "hallpass/http/uri.h"
+
+namespace hallpass {
+namespace {
+
+// The host name inside something written as a URL or host:port ("https://games.test/",
+// "games.test/play", "user@games.test:8080"), when there is one: for a did-you-mean.
+std::optional<std::string> name_in_url(std::string_view text) {
+    std::string_view rest = text;
+    if (size_t scheme = rest.find("://"); scheme != std::string_view::npos) {
+        rest.remove_prefix(scheme + 3);
+    }
+    rest = rest.substr(0, rest.find_first_of("/?#"));
+    if (size_t at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
+    if (!rest.starts_with('[')) {
+        if (size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
+            rest = rest.substr(0, colon);
+        }
+    }
+    if (rest.empty() || rest == text) return std::nullopt;
+    auto host = canonicalize_host(rest);
+    if (!host || host->kind != HostKind::Name) return std::nullopt;
+    return host->host;
+}
+
+constexpr std::string_view kRuleKeys[] = {"name",    "action",     "clients",   "hosts",
+                                          "domains", "host_regex", "url_regex", "lists",
+                                          "ports",   "dest_nets"};
+constexpr std::string_view kListKeys[] = {"file", "format"};
+constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups", "lists", "rules"};
+constexpr std::string_view kFormats[] = {"auto", "plain", "hosts", "adblock"};
+
+Position position_of(const YamlSource& src, const YAML::Node& node) {
+    Error e = src.error_at(node, "");
+    return Position{e.file, e.line, e.col};
+}
+
+bool is_name(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '_' || c == '-' || c == '.';
+    });
+}
+
+class Loader {
+  public:
+    explicit Loader(const YamlSource& src) : src_(src) {}
+
+    Result<RulesSpec> load() {
+        spec_.file = src_.name();
+        const YAML::Node& root = src_.root();
+        if (auto e = src_.check_keys(root, kTopLevelKeys, "the top level")) return *e;
+        if (auto e = read_default(root["default"])) return *e;
+        if (auto e = read_block_page(root["server"])) return *e;
+        if (auto e = read_groups(root["groups"])) return *e;
+        if (auto e = read_lists(root["lists"])) return *e;
+        if (auto e = read_rules(root["rules"])) return *e;
+        return std::move(spec_);
+    }
+
+  private:
+    using Maybe = std::optional<Error>;
+
+    Maybe read_default(const YAML::Node& node) {
+        if (!node) return std::nullopt;
+        auto text = src_.get_string(node, "default");
+        if (!text) return text.error();
+        if (*text == "allow") {
+            spec_.default_action = Action::Allow;
+        } else if (*text == "block") {
+            spec_.default_action = Action::Block;
+        } else {
+            return src_.error_at(node, "\"default\" must be allow or block, got \"" + *text + "\"");
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_block_page(const YAML::Node& server) {
+        if (!server || !server.IsMap() || !server["block_page"]) return std::nullopt;
+        auto path = src_.get_string(server["block_page"], "block_page");
+        if (!path) return path.error();
+        spec_.block_page_path = resolve(*path);
+        if (!std::filesystem::is_regular_file(spec_.block_page_path)) {
+            return src_.error_at(server["block_page"],
+                                 "cannot read block page \"" + spec_.block_page_path + "\"");
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_groups(const YAML::Node& node) {
+        if (!node || node.IsNull()) return std::nullopt;
+        if (!node.IsMap())
+            return src_.error_at(node, "\"groups\" must be a map of name: [IPs/CIDRs]");
+        for (auto it = node.begin(); it != node.end(); ++it) {
+            std::string name = it->first.Scalar();
+            if (!is_name(name)) return src_.error_at(it->first, "bad group name \"" + name + "\"");
+            auto entries = src_.get_string_list(it->second, "groups." + name);
+            if (!entries) return entries.error();
+            NetSet set;
+            for (size_t i = 0; i < entries->size(); ++i) {
+                if (auto err = set.add((*entries)[i])) {
+                    return src_.error_at(item(it->second, i), "group \"" + name + "\": " + *err);
+                }
+            }
+            set.compile();
+            spec_.groups.emplace(name, std::move(set));
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_lists(const YAML::Node& node) {
+        if (!node || node.IsNull()) return std::nullopt;
+        if (!node.IsMap())
+            return src_.error_at(node, "\"lists\" must be a map of name: {file: ...}");
+        for (auto it = node.begin(); it != node.end(); ++it) {
+            ListSpec list;
+            list.name = it->first.Scalar();
+            list.pos = position_of(src_, it->first);
+            if (!is_name(list.name)) {
+                return src_.error_at(it->first, "bad list name \"" + list.name + "\"");
+            }
+            const YAML::Node body = it->second;  // a copy: it->second is a temporary
+            if (auto e = src_.check_keys(body, kListKeys, "list \"" + list.name + "\"")) return e;
+            if (!body["file"])
+                return src_.error_at(body, "list \"" + list.name + "\" needs a file");
+            auto file = src_.get_string(body["file"], "file");
+            if (!file) return file.error();
+            list.path = resolve(*file);
+            if (!std::filesystem::is_regular_file(list.path)) {
+                return src_.error_at(body["file"], "cannot read list file \"" + list.path + "\"");
+            }
+            list.format = "auto";
+            if (body["format"]) {
+                auto format = src_.get_string(body["format"], "format");
+                if (!format) return format.error();
+                if (std::find(std::begin(kFormats), std::end(kFormats), *format) ==
+                    std::end(kFormats)) {
+                    return src_.error_at(body["format"],
+                                         "list format must be auto, plain, hosts "
+                                         "or adblock, got \"" +
+                                             *format + "\"");
+                }
+                list.format = *format;
+            }
+            spec_.lists.push_back(std::move(list));
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_rules(const YAML::Node& node) {
+        if (!node || node.IsNull()) return std::nullopt;
+        if (!node.IsSequence()) return src_.error_at(node, "\"rules\" must be a list of rules");
+        for (size_t i = 0; i < node.size(); ++i) {
+            RuleSpec rule;
+            if (auto e = read_rule(node[i], i, rule)) return e;
+            spec_.rules.push_back(std::move(rule));
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_rule(const YAML::Node& node, size_t index, RuleSpec& rule) {
+        rule.name = "rule " + std::to_string(index + 1);
+        rule.pos = position_of(src_, node);
+        if (!node.IsMap())
+            return src_.error_at(node, rule.name + " must be a map (name: ..., action: ...)");
+        if (node["name"]) {
+            auto name = src_.get_string(node["name"], "name");
+            if (!name) return name.error();
+            rule.name = *name;
+            for (const RuleSpec& other : spec_.rules) {
+                if (other.name == rule.name) {
+                    return src_.error_at(node["name"], "rule name \"" + rule.name +
+                                                           "\" is already used at " +
+                                                           other.pos.to_string());
+                }
+            }
+        }
+        const std::string where = "rule \"" + rule.name + "\"";
+        if (auto e = src_.check_keys(node, kRuleKeys, where)) return e;
+        if (!node["action"])
+            return src_.error_at(node, where + " needs an action (allow or block)");
+        auto action = src_.get_string(node["action"], "action");
+        if (!action) return action.error();
+        if (*action == "allow") {
+            rule.action = Action::Allow;
+        } else if (*action == "block") {
+            rule.action = Action::Block;
+        } else {
+            return src_.error_at(
+                node["action"], where + ": action must be allow or block, got \"" + *action + "\"");
+        }
+        if (auto e = read_clients(node["clients"], where, rule)) return e;
+        if (auto e = read_hosts(node["hosts"], where, false, rule.hosts)) return e;
+        if (auto e = read_hosts(node["domains"], where, true, rule.domains)) return e;
+        if (auto e = read_regexes(node["host_regex"], where, false, rule.host_regex)) return e;
+        if (auto e = read_regexes(node["url_regex"], where, true, rule.url_regex)) return e;
+        if (auto e = read_list_refs(node["lists"], where, rule)) return e;
+        if (auto e = read_ports(node["ports"], where, rule)) return e;
+        if (auto e = read_nets(node["dest_nets"], where, rule)) return e;
+        return std::nullopt;
+    }
+
+    Maybe read_clients(const YAML::Node& node, const std::string& where, RuleSpec& rule) {
+        if (!node) return std::nullopt;
+        auto entries = src_.get_string_list(node, "clients");
+        if (!entries) return entries.error();
+        if (entries->empty()) return src_.error_at(node, where + ": \"clients\" is empty");
+        rule.has_clients = true;
+        for (size_t i = 0; i < entries->size(); ++i) {
+            const std::string& entry = (*entries)[i];
+            rule.client_labels.push_back(entry);
+            if (auto g = spec_.groups.find(entry); g != spec_.groups.end()) {
+                rule.clients.add(g->second);
+                continue;
+            }
+            if (auto err = rule.clients.add(entry)) {
+                bool looks_like_ip = entry.find_first_of(":/") != std::string::npos ||
+                                     std::all_of(entry.begin(), entry.end(), [](unsigned char c) {
+                                         return std::isdigit(c) || c == '.';
+                                     });
+                if (looks_like_ip) return src_.error_at(item(node, i), where + ": " + *err);
+                std::string message = where + ": undefined group \"" + entry + "\"";
+                std::vector<std::string_view> names;
+                for (const auto& [name, set] : spec_.groups) names.push_back(name);
+                std::string guess = did_you_mean(entry, names);
+                if (!guess.empty()) message += " (did you mean \"" + guess + "\"?)";
+                return src_.error_at(item(node, i), message);
+            }
+        }
+        rule.clients.compile();
+        return std::nullopt;
+    }
+
+    Maybe read_hosts(const YAML::Node& node, const std::string& where, bool domains,
+                     std::vector<RuleSpecEntry>& out) {
+        if (!node) return std::nullopt;
+        const char* key = domains ? "domains" : "hosts";
+        auto entries = src_.get_string_list(node, key);
+        if (!entries) return entries.error();
+        for (size_t i = 0; i < entries->size(); ++i) {
+            std::string_view text = (*entries)[i];
+            // "*.example.com" and ".example.com" are common ways to write "and subdomains".
+            if (domains && text.starts_with("*.")) text.remove_prefix(2);
+            if (domains && text.starts_with(".")) text.remove_prefix(1);
+            auto host = canonicalize_host(text);
+            if (!host) {
+                if (auto name = name_in_url(text)) {
+                    return src_.error_at(
+                        item(node, i),
+                        where + ": " + key + " take names, not URLs: did you mean " + *name + "?");
+                }
+                return src_.error_at(
+                    item(node, i), where + ": invalid " + std::string(domains ? "domain" : "host") +
+                                       " \"" + (*entries)[i] + "\": " + host.error().message);
+            }
+            if (domains && host->kind != HostKind::Name) {
+                return src_.error_at(item(node, i),
+                                     where + ": \"" + (*entries)[i] +
+                                         "\" is an IP address: put it in hosts or dest_nets");
+            }
+            out.push_back({host->host, position_of(src_, item(node, i))});
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_regexes(const YAML::Node& node, const std::string& where, bool url,
+                       std::vector<RuleSpecEntry>& out) {
+        if (!node) return std::nullopt;
+        const char* key = url ? "url_regex" : "host_regex";
+        auto entries = src_.get_string_list(node, key);
+        if (!entries) return entries.error();
+        for (size_t i = 0; i < entries->size(); ++i) {
+            RE2::Options options;
+            options.set_log_errors(false);
+            options.set_case_sensitive(url);
+            RE2 re((*entries)[i], options);
+            if (!re.ok()) {
+                return src_.error_at(item(node, i), where + ": invalid " + key + " \"" +
+                                                        (*entries)[i] + "\": " + re.error());
+            }
+            out.push_back({(*entries)[i], position_of(src_, item(node, i))});
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_list_refs(const YAML::Node& node, const std::string& where, RuleSpec& rule) {
+        if (!node) return std::nullopt;
+        auto entries = src_.get_string_list(node, "lists");
+        if (!entries) return entries.error();
+        for (size_t i = 0; i < entries->size(); ++i) {
+            const std::string& name = (*entries)[i];
+            auto it = std::find_if(spec_.lists.begin(), spec_.lists.end(),
+                                   [&](const ListSpec& l) { return l.name == name; });
+            if (it == spec_.lists.end()) {
+                std::string message = where + ": undefined list \"" + name + "\"";
+                std::vector<std::string_view> names;
+                for (const ListSpec& l : spec_.lists) names.push_back(l.name);
+                std::string guess = did_you_mean(name, names);
+                if (!guess.empty()) message += " (did you mean \"" + guess + "\"?)";
+                return src_.error_at(item(node, i), message);
+            }
+            rule.lists.push_back(static_cast<size_t>(it - spec_.lists.begin()));
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_ports(const YAML::Node& node, const std::string& where, RuleSpec& rule) {
+        if (!node) return std::nullopt;
+        if (node.IsScalar()) {
+            auto port = src_.get_int(node, "ports", 1, 65535);
+            if (!port) return port.error();
+            rule.ports.push_back(static_cast<uint16_t>(*port));
+            return std::nullopt;
+        }
+        if (!node.IsSequence()) return src_.error_at(node, where + ": \"ports\" must be a list");
+        for (const YAML::Node& p : node) {
+            auto port = src_.get_int(p, "ports", 1, 65535);
+            if (!port) return port.error();
+            rule.ports.push_back(static_cast<uint16_t>(*port));
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_nets(const YAML::Node& node, const std::string& where, RuleSpec& rule) {
+        if (!node) return std::nullopt;
+        auto entries = src_.get_string_list(node, "dest_nets");
+        if (!entries) return entries.error();
+        rule.has_dest_nets = !entries->empty();
+        for (size_t i = 0; i < entries->size(); ++i) {
+            if (auto err = rule.dest_nets.add((*entries)[i])) {
+                return src_.error_at(item(node, i), where + ": " + *err);
+            }
+            rule.dest_net_labels.push_back((*entries)[i]);
+        }
+        rule.dest_nets.compile();
+        return std::nullopt;
+    }
+
+    // The i-th element of a list node, or the node itself when it was a single scalar.
+    static YAML::Node item(const YAML::Node& node, size_t i) {
+        return node.IsSequence() ? node[i] : node;
+    }
+
+    std::string resolve(const std::string& path) const {
+        std::filesystem::path p(path);
+        if (p.is_absolute()) return path;
+        return (std::filesystem::path(src_.name()).parent_path() / p).string();
+    }
+
+    const YamlSource& src_;
+    RulesSpec spec_;
+};
+
+}  // namespace
+
+std::string Position::to_string() const {
+    std::string base = std::filesystem::path(file).filename().string();
+    return base + ":" + std::to_string(line) + ":" + std::to_string(col);
+}
+
+Result<RulesSpec> load_rules_spec(const YamlSource& src) { return Loader(src).load(); }
+
+Result<RulesSpec> load_rules_spec_file(const std::string& path) {
+    auto src = YamlSource::load_file(path);
+    if (!src) return src.error();
+    return load_rules_spec(*src);
+}
+
+}  // namespace hallpass

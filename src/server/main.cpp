@@ -1,0 +1,263 @@
+// hallpass: parse the command line, load the config, run the server (or --check / --explain),
+// map the exit code.
+#include <event2/thread.h>
+#include <malloc.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "hallpass/base/log.h"
+#include "hallpass/base/net_set.h"
+#include "hallpass/config/config.h"
+#include "hallpass/proxy/destination_guard.h"
+#include "hallpass/proxy/worker.h"
+#include "hallpass/rules/rule_store.h"
+#include "hallpass/rules/rules_file.h"
+#include "hallpass/server/cli.h"
+#include "hallpass/server/privileges.h"
+#include "hallpass/server/server.h"
+
+using namespace hallpass;
+
+namespace {
+
+int run_check(const std::string& path) {
+    auto loaded = load_rules_file(path);
+    if (!loaded) {
+        std::fprintf(stderr, "%s\n", loaded.error().to_string().c_str());
+        std::printf("%s: invalid\n", path.c_str());
+        return 1;
+    }
+    const RuleSet& rules = *loaded->rules;
+    std::printf("%s: ok\n", path.c_str());
+    std::printf("rules: %zu\ngroups: %zu\nlists: %zu\n", rules.rule_count(), rules.group_count(),
+                rules.lists().size());
+    for (const ListSummary& list : rules.lists()) {
+        std::printf("  %s: %zu entries, %zu invalid, %zu unsupported (%s)\n", list.name.c_str(),
+                    list.entries, list.invalid, list.unsupported, list.path.c_str());
+        for (const std::string& issue : list.issues) std::printf("    %s\n", issue.c_str());
+    }
+    // Run as root, say which files the service account could not read on a reload.
+    bool fell_back = false;
+    if (auto account = service_account(loaded->server.user, &fell_back)) {
+        std::vector<std::string> files = {path};
+        for (const ListSummary& list : rules.lists()) files.push_back(list.path);
+        if (!loaded->server.block_page.empty()) files.push_back(loaded->server.block_page);
+        if (!loaded->server.hosts_file.empty()) files.push_back(loaded->server.hosts_file);
+        if (fell_back) {
+            std::printf(
+                "warning: server.user \"%s\" does not exist: hallpass would run as "
+                "nobody\n",
+                loaded->server.user.c_str());
+        }
+        for (const std::string& file : files) {
+            if (file.empty() || file == "-" || account_can_read(*account, file)) continue;
+            std::printf("warning: %s cannot read %s: reloads would fail\n", account->name.c_str(),
+                        file.c_str());
+        }
+    }
+    std::printf("indexed names: %zu\n", rules.entry_count());
+    std::printf("load time: %.0f ms\n", loaded->load_ms);
+    std::printf("memory: %.1f MiB in indexes, %.1f MiB process growth while loading\n",
+                static_cast<double>(rules.memory_bytes()) / (1 << 20),
+                static_cast<double>(loaded->rss_delta_kib) / 1024);
+    return 0;
+}
+
+// Why the proxy would refuse this request before consulting the rules, if it would: the client
+// outside allowed_clients, a port outside connect_ports/http_ports, hallpass's own listener (a
+// loop), or a local destination. Names are checked for the last two only after DNS, which
+// --explain does not do.
+std::optional<std::string> refused_before_rules(const ServerConfig& cfg, const IpAddr& client,
+                                                const Authority& target, bool is_connect) {
+    NetSet allowed;
+    for (const std::string& cidr : cfg.allowed_clients) allowed.add(cidr);
+    allowed.compile();
+    if (!allowed.contains(client)) {
+        return "server.allowed_clients: " + client.to_string() + " is not in it";
+    }
+    if (is_connect && !cfg.connect_ports.contains(target.port)) {
+        return "server.connect_ports: CONNECT to port " + std::to_string(target.port) +
+               " is not allowed";
+    }
+    if (!is_connect && !cfg.http_ports.empty() && !cfg.http_ports.contains(target.port)) {
+        return "server.http_ports: plain HTTP to port " + std::to_string(target.port) +
+               " is not allowed";
+    }
+    if (target.kind == HostKind::Name) return std::nullopt;
+    auto ip = IpAddr::parse(target.host);
+    if (!ip) return std::nullopt;
+    // The configured listeners, matched as the running proxy matches its bound ones.
+    SharedState self;
+    self.local_addresses = local_addresses();
+    for (const std::string& text : cfg.listen) {
+        auto listen = parse_listen_address(text);
+        if (!listen) continue;
+        self.self.push_back(SelfAddress::of(reinterpret_cast<const sockaddr*>(&listen->addr)));
+    }
+    if (self.is_self(*ip, target.port)) {
+        if (!is_connect) {
+            return "its own address: " + target.host_port() +
+                   " is hallpass's listener; hallpass answers it itself (the info page at /)";
+        }
+        return "a loop: " + target.host_port() + " is hallpass's own listener";
+    }
+    auto guard = DestinationGuard::create(self.local_addresses, cfg.allow_local_destinations);
+    if (guard && guard->refuses(*ip, target.port)) {
+        return "local destination: " + target.host_port() +
+               " is an address of the proxy host itself (server.allow_local_destinations)";
+    }
+    return std::nullopt;
+}
+
+int run_explain(const std::string& path, const std::string& client, const std::string& target) {
+    auto ip = IpAddr::parse(client);
+    if (!ip) {
+        std::fprintf(stderr, "hallpass: --explain: \"%s\" is not an IP address\n", client.c_str());
+        return 2;
+    }
+    RequestFacts facts;
+    facts.client = *ip;
+    std::string url, rules_url;  // as given; as url_regex sees it (normalised path)
+    Authority authority;
+    if (target.find("://") != std::string::npos) {
+        auto uri = parse_absolute_uri(target);
+        if (!uri) {
+            std::fprintf(stderr, "hallpass: --explain: %s\n", uri.error().message.c_str());
+            return 2;
+        }
+        authority = uri->authority;
+        // https:// is what a browser sends through CONNECT: the proxy sees no path.
+        if (uri->scheme == "http") {
+            url = "http://" + authority.host_header(80) + uri->path_and_query;
+            rules_url = "http://" + authority.host_header(80) + normalize_path(uri->path_and_query);
+        }
+    } else {
+        auto a = parse_authority(target, true);
+        if (!a) {
+            std::fprintf(stderr, "hallpass: --explain: %s (expected a URL or HOST:PORT)\n",
+                         a.error().message.c_str());
+            return 2;
+        }
+        authority = *a;
+    }
+    facts.host = authority.host;
+    facts.host_kind = authority.kind;
+    facts.port = authority.port;
+    facts.url = rules_url;
+    auto loaded = load_rules_file(path);
+    if (!loaded) {
+        std::fprintf(stderr, "%s\n", loaded.error().to_string().c_str());
+        return 1;
+    }
+    // The checks that come before the rules, in the proxy's order: a refusal there is the
+    // answer, whatever the rules say.
+    if (auto refusal = refused_before_rules(loaded->server, *ip, authority, url.empty())) {
+        const bool local = refusal->starts_with("its own address");
+        std::printf("decision: %s\n", local ? "answered by hallpass" : "refused (403)");
+        std::printf("request: %s -> %s%s\n", ip->to_string().c_str(), authority.host_port().c_str(),
+                    url.empty() ? " (CONNECT)" : (" " + url).c_str());
+        std::printf("%s: %s (before any rule)\n", local ? "because" : "refused by",
+                    refusal->c_str());
+        return 0;
+    }
+    Explanation ex = loaded->rules->explain(facts);
+    const char* action = ex.decision.action == Action::Block ? "block" : "allow";
+    std::printf("decision: %s\n", action);
+    std::printf("request: %s -> %s%s\n", ip->to_string().c_str(), authority.host_port().c_str(),
+                url.empty() ? " (CONNECT)" : (" " + url).c_str());
+    if (ex.decision.rule < 0) {
+        std::printf("rule: none matched; the default (%s) applied\n", action);
+        return 0;
+    }
+    std::printf("rule: %s (%s)\n", ex.rule_name.c_str(), ex.rule_where.c_str());
+    if (ex.condition.empty()) {
+        std::printf("matched: the rule has no conditions\n");
+    } else if (ex.entry_where.empty()) {
+        std::printf("matched: %s: %s\n", ex.condition.c_str(), ex.entry.c_str());
+    } else {
+        std::printf("matched: %s: %s (%s)\n", ex.condition.c_str(), ex.entry.c_str(),
+                    ex.entry_where.c_str());
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Large blocks (rule indexes and their build buffers: tens of MB) are mmapped and given back
+    // to the system when freed. Without a fixed threshold glibc raises it after the first such
+    // free, and later reloads' big vectors stay in the heap: the reload peak grows.
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    // Fixing the mmap threshold also fixes the trim threshold at 128 KiB, and then every 256 KiB
+    // relay buffer freed at the top of a worker's heap is given back and faulted in again: tunnel
+    // downloads lost ~25 % (bench/run). The reloader trims explicitly after each reload instead.
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    auto opts = parse_cli(argc, argv);
+    if (!opts) {
+        std::fprintf(stderr, "hallpass: %s\n", opts.error().to_string().c_str());
+        return 2;
+    }
+    if (opts->show_help) {
+        std::fputs(cli_usage().c_str(), stdout);
+        return 0;
+    }
+    if (opts->show_version) {
+        std::printf("hallpass %s\n", HALLPASS_VERSION);
+        return 0;
+    }
+    set_log_level(opts->log_level);
+    if (opts->check) return run_check(opts->config_path);
+    if (opts->explain) {
+        return run_explain(opts->config_path, opts->explain_client, opts->explain_target);
+    }
+
+    ServerConfig cfg;
+    std::shared_ptr<const RuleSet> rules = RuleSet::allow_all();
+    std::string rules_path;
+    if (opts->config_given || std::filesystem::exists(opts->config_path)) {
+        auto loaded = load_rules_file(opts->config_path);
+        if (!loaded) {
+            std::fprintf(stderr, "hallpass: %s\n", loaded.error().to_string().c_str());
+            return 1;
+        }
+        cfg = std::move(loaded->server);
+        rules = std::move(loaded->rules);
+        rules_path = opts->config_path;
+        LOG_INFO("rules: %zu rules, %zu names indexed, loaded in %.0f ms from %s",
+                 rules->rule_count(), rules->entry_count(), loaded->load_ms, rules_path.c_str());
+    } else {
+        LOG_INFO("no %s: running with the built-in defaults and no rules",
+                 opts->config_path.c_str());
+    }
+    if (!opts->listen.empty()) cfg.listen = opts->listen;
+    if (opts->threads) cfg.threads = *opts->threads;
+
+    // Broken client or upstream sockets must surface as errors, not kill the process.
+    signal(SIGPIPE, SIG_IGN);
+    // Workers are woken from other threads (drain, rules refresh): libevent needs its locks.
+    evthread_use_pthreads();
+
+    // Before the first thread: what must hold for every thread (no_new_privs, the bounding set).
+    auto account = prepare_privilege_drop(cfg.user);
+    if (!account) {
+        LOG_ERROR("%s", account.error().to_string().c_str());
+        return 1;
+    }
+    auto store = std::make_shared<RuleStore>(std::move(rules));
+    auto server = Server::create(std::move(cfg), store, rules_path);
+    if (!server) {
+        LOG_ERROR("%s", server.error().to_string().c_str());
+        return 1;
+    }
+    // Sockets bound, logs open: from here on, no privilege at all.
+    if (*account) {
+        if (auto switched = switch_to(**account); !switched) {
+            LOG_ERROR("%s", switched.error().to_string().c_str());
+            return 1;
+        }
+    }
+    return (*server)->run();
+}
