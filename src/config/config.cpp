@@ -38,6 +38,28 @@ Row int_row(std::string_view name, T ServerConfig::*member, int64_t min, int64_t
                }};
 }
 
+// true/false (also yes/no, on/off: YAML 1.1 spellings people write) into `member`.
+Row bool_row(std::string_view name, bool ServerConfig::*member) {
+    return Row{name,
+               [name, member](const YamlSource& src, const YAML::Node& node,
+                              ServerConfig& cfg) -> std::optional<Error> {
+                   auto text = src.get_string(node, name);
+                   if (!text) return text.error();
+                   std::string v = *text;
+                   for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                   if (v == "true" || v == "yes" || v == "on") {
+                       cfg.*member = true;
+                   } else if (v == "false" || v == "no" || v == "off") {
+                       cfg.*member = false;
+                   } else {
+                       return src.error_at(node, "\"" + std::string(name) +
+                                                     "\" must be true or false, got \"" + *text +
+                                                     "\"");
+                   }
+                   return std::nullopt;
+               }};
+}
+
 std::optional<Error> set_listen(const YamlSource& src, const YAML::Node& node, ServerConfig& cfg) {
     auto list = src.get_string_list(node, "listen");
     if (!list) return list.error();
@@ -281,6 +303,7 @@ const std::vector<Row>& rows() {
         {"access_log", set_access_log},
         {"admin", set_admin},
         {"admin_hosts", set_admin_hosts},
+        bool_row("splice", &ServerConfig::splice),
         int_row("admin_max_connections", &ServerConfig::admin_max_connections, 1, 10'000),
         {"allow_local_destinations", set_allow_local_destinations},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),

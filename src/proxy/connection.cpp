@@ -1231,7 +1231,8 @@ void Connection::start_tunnel() {
     // An idle tunnel should cost little memory: drop the request's strings.
     req_ = RequestHead();
     upstream_head_ = std::string();
-    relay_ = std::make_unique<Relay>(client_, upstream_, worker_.config().buffer_bytes, this);
+    relay_ = std::make_unique<Relay>(client_, upstream_, worker_.config().buffer_bytes,
+                                     worker_.pipes(), this);
     arm_timer(worker_.config().tunnel_idle_timeout_ms);
     relay_->start();
 }
@@ -1371,6 +1372,10 @@ void Connection::end_txn(const std::string& error) {
     txn_.elapsed_ms = loop_now_ms(client_) - txn_start_ms_;
     txn_.bytes_to_client = client_out_total_ - txn_out_base_;
     txn_.bytes_from_client = client_in_total_ - txn_in_base_;
+    if (relay_) {  // a tunnel's bytes bypass the client's buffers
+        txn_.bytes_to_client += relay_->bytes_to_client();
+        txn_.bytes_from_client += relay_->bytes_from_client();
+    }
     if (txn_.error.empty()) txn_.error = error;
     worker_.record(txn_);
 }

@@ -304,13 +304,16 @@ void DnsResolver::on_query_done(Pending* pending) {
 
 void DnsResolver::store(const std::string& host, const DnsAnswer& answer, int ttl_s) {
     if (ttl_s <= 0 || max_entries_ == 0) return;
-    if (cache_.size() >= max_entries_) {
-        // Drop expired entries; if none, drop an arbitrary one. Bounded, and rare.
-        int64_t now = monotonic_s();
+    const int64_t now = monotonic_s();
+    // Expired entries go at most once a second (a scan of at most dns_cache_entries), so the
+    // cache holds the names in use, not every name of the last minutes up to its cap: a stream
+    // of one-off names (failed lookups cached for seconds) would otherwise fill it for good.
+    if (now != last_sweep_s_) {
+        last_sweep_s_ = now;
         std::erase_if(cache_, [now](const auto& kv) { return kv.second.expires_s <= now; });
-        if (cache_.size() >= max_entries_) cache_.erase(cache_.begin());
     }
-    cache_[host] = CacheEntry{answer, monotonic_s() + ttl_s};
+    if (cache_.size() >= max_entries_) cache_.erase(cache_.begin());  // full of live names
+    cache_[host] = CacheEntry{answer, now + ttl_s};
 }
 
 }  // namespace hallpass

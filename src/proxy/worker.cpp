@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -17,6 +18,7 @@
 #include "hallpass/observe/stats.h"
 #include "hallpass/proxy/connection.h"
 #include "hallpass/proxy/dns.h"
+#include "hallpass/proxy/pipe_pool.h"
 #include "hallpass/proxy/upstream_pool.h"
 
 namespace hallpass {
@@ -24,6 +26,7 @@ namespace {
 
 // After EMFILE/ENFILE: how long accepting pauses before it is tried again.
 constexpr int kAcceptPauseMs = 200;
+
 
 void accept_cb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int, void* arg) {
     static_cast<Worker*>(arg)->on_accept(fd, peer);
@@ -80,6 +83,12 @@ Result<bool> Worker::init(const std::vector<int>& listen_fds) {
     dns_ = std::move(*dns);
     pool_ = std::make_unique<UpstreamPool>(base_, cfg_.pool_per_host, cfg_.pool_max_idle,
                                            cfg_.pool_idle_timeout_ms);
+    if (cfg_.splice) {
+        // Each pipe holds up to buffer_bytes (at most 1 MiB, the kernel's default
+        // pipe-max-size for an unprivileged process).
+        pipes_ = std::make_unique<PipePool>(kMaxPipesPerWorker,
+                                            std::min<size_t>(cfg_.buffer_bytes, 1 << 20));
+    }
     reap_event_ = event_new(base_, -1, 0, reap_cb, this);
     drain_event_ = event_new(base_, -1, 0, drain_cb, this);
     grace_timer_ = evtimer_new(base_, grace_cb, this);

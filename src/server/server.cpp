@@ -22,6 +22,7 @@
 #include "hallpass/observe/admin.h"
 #include "hallpass/observe/stats.h"
 #include "hallpass/proxy/dns.h"
+#include "hallpass/proxy/pipe_pool.h"
 #include "hallpass/proxy/worker.h"
 #include "hallpass/rules/reloader.h"
 #include "hallpass/rules/rule_store.h"
@@ -61,19 +62,20 @@ std::vector<std::string> own_names() {
 }
 
 // Descriptors a full proxy needs: a client and an upstream socket per connection, plus the
-// listeners, pooled connections, log files and libevent's own.
-rlim_t descriptors_needed(const ServerConfig& cfg) {
+// listeners, pooled connections, the workers' pipes, log files and libevent's own.
+rlim_t descriptors_needed(const ServerConfig& cfg, int threads) {
+    const rlim_t pipes = cfg.splice ? 2 * kMaxPipesPerWorker * static_cast<rlim_t>(threads) : 0;
     return static_cast<rlim_t>(cfg.max_connections) * 2 +
-           static_cast<rlim_t>(std::min<size_t>(cfg.pool_max_idle, 100'000)) + 256;
+           static_cast<rlim_t>(std::min<size_t>(cfg.pool_max_idle, 100'000)) + pipes + 256;
 }
 
 // Raises the soft RLIMIT_NOFILE to the hard limit (the default soft limit, 1024, holds a few
 // hundred clients), and says so when even that cannot hold max_connections: past it, accepts
 // pause on EMFILE instead of failing, but the admin should know before a busy evening does.
-void raise_descriptor_limit(const ServerConfig& cfg) {
+void raise_descriptor_limit(const ServerConfig& cfg, int threads) {
     rlimit lim{};
     if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
-    const rlim_t want = descriptors_needed(cfg);
+    const rlim_t want = descriptors_needed(cfg, threads);
     if (lim.rlim_cur < lim.rlim_max) {
         rlim_t target = lim.rlim_max == RLIM_INFINITY ? std::max(want, lim.rlim_cur) : lim.rlim_max;
         rlimit raised{target, lim.rlim_max};
@@ -136,7 +138,10 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     s->rules_ = std::move(rules);
     s->rules_path_ = std::move(rules_path);
     s->shared_ = std::make_unique<SharedState>();
-    raise_descriptor_limit(s->cfg_);
+    int threads = s->cfg_.threads > 0 ? s->cfg_.threads
+                                      : static_cast<int>(std::thread::hardware_concurrency());
+    if (threads <= 0) threads = 1;
+    raise_descriptor_limit(s->cfg_, threads);
     for (const std::string& cidr : s->cfg_.allowed_clients) {
         if (auto err = s->shared_->allowed_clients.add(cidr))
             return Error{"allowed_clients: " + *err};
@@ -148,9 +153,6 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
         DestinationGuard::create(s->shared_->local_addresses, s->cfg_.allow_local_destinations);
     if (!guard) return guard.error();
     s->shared_->destinations = std::move(*guard);
-    int threads = s->cfg_.threads > 0 ? s->cfg_.threads
-                                      : static_cast<int>(std::thread::hardware_concurrency());
-    if (threads <= 0) threads = 1;
 
     std::shared_ptr<const HostsTable> hosts;
     if (!s->cfg_.hosts_file.empty()) {

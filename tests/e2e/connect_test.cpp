@@ -1,7 +1,13 @@
 // CONNECT tunnels: to nginx's TLS port with curl (-p and plain https:// through the proxy), a
 // 1 MiB byte-exact transfer, half-close in both directions, ports outside connect_ports (403) and
-// targets that cannot be reached (502).
+// targets that cannot be reached (502), and splice(2): pipes hold bytes only while a tunnel has
+// bytes in flight.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <set>
 
 #include "harness.h"
 
@@ -188,4 +194,94 @@ TEST_CASE("connect: unreachable targets get 502 with the reason") {
         CHECK(contains(r->body, "refused"));
     }
     CHECK(probe(proxy.port(), origin.port()) == 200);
+}
+
+namespace {
+
+// Pipes process `pid` holds (its descriptors that are "pipe:[...]").
+size_t pipes_of(pid_t pid) {
+    size_t n = 0;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec))
+        if (fs::read_symlink(entry.path(), ec).string().rfind("pipe:", 0) == 0) ++n;
+    return n;
+}
+
+// Bytes waiting in those pipes (each pipe once, opened again through /proc, then FIONREAD).
+size_t bytes_in_pipes(pid_t pid) {
+    size_t total = 0;
+    std::set<std::string> seen;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+        std::string target = fs::read_symlink(entry.path(), ec).string();
+        if (target.rfind("pipe:", 0) != 0 || !seen.insert(target).second) continue;
+        int fd = ::open(entry.path().c_str(), O_RDONLY | O_NONBLOCK);
+        if (fd < 0) continue;
+        int n = 0;
+        if (::ioctl(fd, FIONREAD, &n) == 0 && n > 0) total += static_cast<size_t>(n);
+        ::close(fd);
+    }
+    return total;
+}
+
+}  // namespace
+
+TEST_CASE("connect: tunnels splice through pipes that only tunnels moving bytes hold") {
+    TempDir dir;
+    Nginx origin(dir);
+    origin.put("big", std::string(8 << 20, 'b'));
+    origin.put("1k", std::string(1024, 'k'));
+    for (bool splice : {true, false}) {
+        CAPTURE(splice);
+        HallpassOptions opts;
+        opts.threads = 2;
+        opts.server_yaml = connect_ports_yaml({origin.port()}) +
+                           "\nbuffer_bytes: 262144\nsplice: " + (splice ? "true" : "false");
+        Hallpass proxy(dir, opts);
+        const size_t pipes_at_start = pipes_of(proxy.pid());
+        const std::string authority = "site.test:" + std::to_string(origin.port());
+
+        // 300 tunnels, each used once and then left open and idle.
+        std::vector<std::unique_ptr<RawClient>> idle;
+        for (int i = 0; i < 300; ++i) {
+            auto c = std::make_unique<RawClient>(proxy.port());
+            c->send(connect_request(authority));
+            auto established = c->read_response(5s, /*head_request=*/true);
+            REQUIRE(established);
+            REQUIRE(established->status == 200);
+            c->send("GET /1k HTTP/1.1\r\nHost: site.test\r\n\r\n");
+            auto r = c->read_final_response();
+            REQUIRE(r);
+            REQUIRE(r->body == std::string(1024, 'k'));
+            idle.push_back(std::move(c));
+        }
+        // Idle tunnels hold no pipe: at most the few each worker keeps for the next burst.
+        const size_t idle_pipes = pipes_of(proxy.pid()) - pipes_at_start;
+        MESSAGE(idle.size() << " idle tunnels; pipe descriptors beyond the start: " << idle_pipes);
+        CHECK(idle_pipes <= 2 * 2 * 8);  // 2 workers x (read end + write end) x 8 kept
+        CHECK(bytes_in_pipes(proxy.pid()) == 0);
+
+        // A tunnel whose client stops reading a download: a pipe holds the bytes in flight
+        // (splice), and what the proxy takes from the origin stays bounded either way.
+        RawClient slow(proxy.port(), "127.0.0.1", 5s, /*rcvbuf=*/16 * 1024);
+        slow.send(connect_request(authority));
+        REQUIRE(slow.read_response(5s, true));
+        slow.send("GET /big HTTP/1.1\r\nHost: site.test\r\n\r\n");
+        std::this_thread::sleep_for(500ms);
+        const size_t stalled_pipes = pipes_of(proxy.pid()) - pipes_at_start;
+        const size_t in_pipes = bytes_in_pipes(proxy.pid());
+        MESSAGE("while a download is stalled: " << stalled_pipes << " pipe descriptors holding "
+                                                << in_pipes << " bytes");
+        if (splice) {
+            CHECK(in_pipes > 0);  // the bytes in flight sit in a pipe, not in a buffer
+            CHECK(in_pipes <= 262144);
+        } else {
+            CHECK(stalled_pipes == 0);
+        }
+        // Then it reads: every byte arrives, in order.
+        auto r = slow.read_final_response(30s);
+        REQUIRE(r);
+        CHECK(r->body.size() == (8u << 20));
+        CHECK(r->body == std::string(8 << 20, 'b'));
+    }
 }

@@ -93,6 +93,7 @@ class DnsResolver {
     std::shared_ptr<const HostsTable> hosts_;
     int max_ttl_s_ = 300;
     size_t max_entries_ = 4096;
+    int64_t last_sweep_s_ = 0;  // when expired entries were last dropped
     uint64_t next_ticket_ = 1;
     std::unordered_map<std::string, CacheEntry> cache_;
     std::unordered_map<std::string, std::unique_ptr<Pending>> pending_;

@@ -32,6 +32,7 @@ class Worker;
 class HostsTable;
 class Stats;
 class UpstreamPool;
+class PipePool;
 
 // One of hallpass's own listening sockets, for loop detection.
 struct SelfAddress {
@@ -104,6 +105,8 @@ class Worker {
     const ParseLimits& limits() const { return limits_; }
     DnsResolver& dns() { return *dns_; }
     UpstreamPool& pool() { return *pool_; }
+    // Pipes for tunnels' splice(2); null when server.splice is off.
+    PipePool* pipes() { return pipes_.get(); }
     // The rule snapshot for a request starting now (refreshed after a reload).
     const std::shared_ptr<const RuleSet>& rules() { return rules_.get(); }
     // A request ended: hand its record to every sink (worker thread only).
@@ -141,6 +144,7 @@ class Worker {
     event_base* base_ = nullptr;
     std::unique_ptr<DnsResolver> dns_;
     std::unique_ptr<UpstreamPool> pool_;
+    std::unique_ptr<PipePool> pipes_;
     std::vector<evconnlistener*> listeners_;
     event* reap_event_ = nullptr;
     event* drain_event_ = nullptr;

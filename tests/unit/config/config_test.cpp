@@ -22,6 +22,7 @@ TEST_CASE("config: an empty file gives the defaults") {
     CHECK(cfg->max_connections_per_client == 512);
     CHECK(cfg->admin == "127.0.0.1:12346");
     CHECK(cfg->admin_max_connections == 64);
+    CHECK(cfg->splice);
 }
 
 TEST_CASE("config: reads every kind of key") {
@@ -39,6 +40,7 @@ server:
   nameservers: ["127.0.0.1:5353", "::1", "10.0.0.1"]
   admin: "[::1]:9000"
   admin_max_connections: 8
+  splice: off
 )",
                                    "rules.yaml");
     INFO((cfg.ok() ? std::string() : cfg.error().to_string()));
@@ -58,6 +60,7 @@ server:
     CHECK(cfg->nameservers.size() == 3);
     CHECK(cfg->admin == "[::1]:9000");
     CHECK(cfg->admin_max_connections == 8);
+    CHECK_FALSE(cfg->splice);
     auto off = parse_server_config("server:\n  admin: off\n", "rules.yaml");
     REQUIRE(off.ok());
     CHECK(off->admin == "off");
@@ -77,6 +80,8 @@ TEST_CASE("config: errors carry file:line:col and a did-you-mean") {
          "rules.yaml:2:12: \"threads\" must be a whole number, got \"lots\""},
         {"server:\n  threads: 999\n",
          "rules.yaml:2:12: \"threads\" must be between 0 and 256, got 999"},
+        {"server:\n  splice: maybe\n",
+         "rules.yaml:2:11: \"splice\" must be true or false, got \"maybe\""},
         {"server:\n  admin_max_connections: 0\n",
          "rules.yaml:2:26: \"admin_max_connections\" must be between 1 and 10000, got 0"},
         {"server:\n  connect_ports: [443, 70000]\n",
