@@ -113,11 +113,16 @@ Corpus make_corpus(const std::filesystem::path& dir, size_t target) {
     std::unordered_set<std::string> seen;
     seen.reserve(target * 2);
     for (const auto& file : real_lists(dir)) {
-        load_domain_list(file.string(), ListFormat::Auto, [&](std::string_view name, uint32_t) {
-            if (seen.size() < target && seen.emplace(name).second) {
-                corpus.names.emplace_back(name);
-            }
-        });
+        auto loaded =
+            load_domain_list(file.string(), ListFormat::Auto, [&](std::string_view name, uint32_t) {
+                if (seen.size() < target && seen.emplace(name).second) {
+                    corpus.names.emplace_back(name);
+                }
+            });
+        if (!loaded) {
+            std::fprintf(stderr, "%s\n", loaded.error().to_string().c_str());
+            std::exit(1);
+        }
     }
     corpus.real_names = corpus.names.size();
     NameGenerator gen;

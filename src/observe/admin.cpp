@@ -161,20 +161,18 @@ std::string admin_response_bytes(const AdminResponse& r, bool head_only, bool cl
 // than one head and one answer.
 class AdminServer::Client {
   public:
-    Client(AdminServer& server, bufferevent* bev) : server(server), bev(bev) {}
-    ~Client() {
-        if (deadline) event_free(deadline);
-        bufferevent_free(bev);  // closes the socket (BEV_OPT_CLOSE_ON_FREE)
-    }
+    Client(AdminServer& server, BuffereventPtr bev) : server(server), bev(std::move(bev)) {}
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
 
     // Waiting for a request with nothing buffered: the first to go when the cap is reached.
-    bool idle() const { return !answering && evbuffer_get_length(bufferevent_get_input(bev)) == 0; }
+    bool idle() const {
+        return !answering && evbuffer_get_length(bufferevent_get_input(bev.get())) == 0;
+    }
 
     AdminServer& server;
-    bufferevent* const bev;
-    event* deadline = nullptr;  // the head (or idle) deadline
+    const BuffereventPtr bev;  // closes the socket when freed (BEV_OPT_CLOSE_ON_FREE)
+    EventPtr deadline;         // the head (or idle) deadline
     bool answering = false;     // an answer is being sent; reading waits for it
     bool close_after = false;
     std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
@@ -182,7 +180,7 @@ class AdminServer::Client {
 
 void AdminServer::arm_deadline(Client& c) {
     timeval tv{kDeadlineSeconds, 0};
-    evtimer_add(c.deadline, &tv);
+    evtimer_add(c.deadline.get(), &tv);
 }
 
 void AdminServer::on_accept(evutil_socket_t fd) {
@@ -191,7 +189,7 @@ void AdminServer::on_accept(evutil_socket_t fd) {
         // one gets a short 503 (written straight to the new socket, never queued) and a close.
         ++refused_;
         timeval now{};
-        event_base_gettimeofday_cached(base_, &now);
+        event_base_gettimeofday_cached(base_.get(), &now);
         if (now.tv_sec != last_refusal_log_s_) {
             last_refusal_log_s_ = now.tv_sec;
             LOG_WARN(
@@ -206,20 +204,21 @@ void AdminServer::on_accept(evutil_socket_t fd) {
         evutil_closesocket(fd);
         return;
     }
-    bufferevent* bev = bufferevent_socket_new(base_, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
+    BuffereventPtr owned(bufferevent_socket_new(base_.get(), fd, BEV_OPT_CLOSE_ON_FREE));
+    if (!owned) {
         evutil_closesocket(fd);
         return;
     }
-    auto client = std::make_unique<Client>(*this, bev);
+    bufferevent* bev = owned.get();
+    auto client = std::make_unique<Client>(*this, std::move(owned));
     Client* c = client.get();
-    c->deadline = evtimer_new(
-        base_,
+    c->deadline.reset(evtimer_new(
+        base_.get(),
         [](evutil_socket_t, short, void* arg) {
             auto* c = static_cast<Client*>(arg);
             c->server.on_deadline(*c);
         },
-        c);
+        c));
     if (!c->deadline) return;  // `client` frees the bufferevent and its socket
     clients_.emplace(c, std::move(client));
     bufferevent_setwatermark(bev, EV_READ, 0, kMaxHeadBytes);
@@ -255,7 +254,7 @@ bool AdminServer::evict_idle() {
 
 void AdminServer::on_readable(Client& c) {
     if (c.answering) return;
-    evbuffer* in = bufferevent_get_input(c.bev);
+    evbuffer* in = bufferevent_get_input(c.bev.get());
     const size_t n = evbuffer_get_length(in);
     if (n == 0) return;
     const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
@@ -294,12 +293,12 @@ void AdminServer::on_readable(Client& c) {
 }
 
 void AdminServer::send(Client& c, const AdminResponse& r, bool head_only, bool close_after) {
-    evtimer_del(c.deadline);  // the write timeout watches the answer
+    evtimer_del(c.deadline.get());  // the write timeout watches the answer
     c.answering = true;
     c.close_after = close_after;
-    bufferevent_disable(c.bev, EV_READ);
+    bufferevent_disable(c.bev.get(), EV_READ);
     const std::string bytes = admin_response_bytes(r, head_only, close_after);
-    if (bufferevent_write(c.bev, bytes.data(), bytes.size()) != 0) close(c);
+    if (bufferevent_write(c.bev.get(), bytes.data(), bytes.size()) != 0) close(c);
 }
 
 void AdminServer::on_sent(Client& c) {
@@ -308,7 +307,7 @@ void AdminServer::on_sent(Client& c) {
     c.answering = false;
     c.idle_since = std::chrono::steady_clock::now();
     arm_deadline(c);
-    bufferevent_enable(c.bev, EV_READ);
+    bufferevent_enable(c.bev.get(), EV_READ);
     on_readable(c);  // a pipelined request may be buffered already
 }
 
@@ -322,7 +321,7 @@ void AdminServer::on_event(Client& c, short what) {
 }
 
 void AdminServer::on_deadline(Client& c) {
-    if (evbuffer_get_length(bufferevent_get_input(c.bev)) > 0)
+    if (evbuffer_get_length(bufferevent_get_input(c.bev.get())) > 0)
         return send(c, plain(408, "request head not received in time"), false, true);
     close(c);  // idle
 }
@@ -333,16 +332,16 @@ void AdminServer::on_accept_error() {
     int err = EVUTIL_SOCKET_ERROR();
     ++accept_errors_;
     timeval now{};
-    event_base_gettimeofday_cached(base_, &now);
+    event_base_gettimeofday_cached(base_.get(), &now);
     if (now.tv_sec != last_error_log_s_) {  // one line a second, with the count
         last_error_log_s_ = now.tv_sec;
         LOG_WARN("admin: accept failed (%s); pausing accepts for %d ms (%llu failures so far)",
                  std::strerror(err), kAcceptPauseMs,
                  static_cast<unsigned long long>(accept_errors_));
     }
-    evconnlistener_disable(listener_);
+    evconnlistener_disable(listener_.get());
     timeval tv{0, kAcceptPauseMs * 1000};
-    evtimer_add(resume_timer_, &tv);
+    evtimer_add(resume_timer_.get(), &tv);
 }
 
 Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& address,
@@ -354,31 +353,31 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& addre
     s->stats_ = &stats;
     s->hosts_ = std::move(hosts);
     s->max_connections_ = std::max<size_t>(1, max_connections);
-    s->base_ = event_base_new();
+    s->base_.reset(event_base_new());
     if (!s->base_) return Error{"admin: cannot create an event loop"};
 
     auto fd = bind_admin_socket(*addr);
     if (!fd) return Error{"cannot listen on " + address + " (admin): " + fd.error().message};
-    s->listener_ = evconnlistener_new(
-        s->base_,
+    s->listener_.reset(evconnlistener_new(
+        s->base_.get(),
         [](evconnlistener*, evutil_socket_t client, sockaddr*, int, void* arg) {
             static_cast<AdminServer*>(arg)->on_accept(client);
         },
-        s.get(), LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, *fd);
+        s.get(), LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, *fd));
     if (!s->listener_) {
         ::close(*fd);
         return Error{"admin: cannot accept on " + address};
     }
     // Out of descriptors, the listener pauses instead of retrying accept() in a busy loop.
-    evconnlistener_set_error_cb(s->listener_, [](evconnlistener*, void* arg) {
+    evconnlistener_set_error_cb(s->listener_.get(), [](evconnlistener*, void* arg) {
         static_cast<AdminServer*>(arg)->on_accept_error();
     });
-    s->resume_timer_ = evtimer_new(
-        s->base_,
+    s->resume_timer_.reset(evtimer_new(
+        s->base_.get(),
         [](evutil_socket_t, short, void* arg) {
-            evconnlistener_enable(static_cast<AdminServer*>(arg)->listener_);
+            evconnlistener_enable(static_cast<AdminServer*>(arg)->listener_.get());
         },
-        s.get());
+        s.get()));
     if (!s->resume_timer_) return Error{"admin: cannot create a timer"};
     sockaddr_storage bound{};
     socklen_t len = sizeof bound;
@@ -390,14 +389,14 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& addre
     s->hosts_.own_addresses.compile();
     // Stopping activates this event rather than calling loopbreak, which a loop that has not
     // started yet would forget.
-    s->stop_event_ = event_new(
-        s->base_, -1, 0,
+    s->stop_event_.reset(event_new(
+        s->base_.get(), -1, 0,
         [](evutil_socket_t, short, void* base) {
             event_base_loopbreak(static_cast<event_base*>(base));
         },
-        s->base_);
+        s->base_.get()));
     if (!s->stop_event_) return Error{"admin: cannot create an event"};
-    event_base* base = s->base_;
+    event_base* base = s->base_.get();
     s->thread_ = std::thread([base] { event_base_dispatch(base); });
     return s;
 }
@@ -405,14 +404,15 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& addre
 AdminServer::~AdminServer() {
     if (thread_.joinable()) {
         // Thread-safe: main.cpp calls evthread_use_pthreads() before any base exists.
-        event_active(stop_event_, 0, 0);
+        event_active(stop_event_.get(), 0, 0);
         thread_.join();
     }
-    clients_.clear();  // their bufferevents and timers belong to base_
-    if (stop_event_) event_free(stop_event_);
-    if (resume_timer_) event_free(resume_timer_);
-    if (listener_) evconnlistener_free(listener_);  // closes the listening socket
-    if (base_) event_base_free(base_);
+    // What belongs to base_ goes before it.
+    clients_.clear();
+    stop_event_.reset();
+    resume_timer_.reset();
+    listener_.reset();  // closes the listening socket
+    base_.reset();
 }
 
 }  // namespace hallpass

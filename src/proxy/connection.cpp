@@ -158,22 +158,18 @@ Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer
       id_(id),
       client_addr_(format_address(peer)),
       client_ip_(IpAddr::from_sockaddr(peer).value_or(IpAddr{})) {
-    client_ = bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE);
-    timer_ = evtimer_new(worker_.base(), timer_cb, this);
+    client_.reset(bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE));
+    timer_.reset(evtimer_new(worker_.base(), timer_cb, this));
     if (client_) {
         // Byte accounting for the access log: what is queued for the client and what is taken
         // from it, whichever path (response, local answer, tunnel) moves the bytes.
-        evbuffer_add_cb(bufferevent_get_output(client_), client_output_cb, this);
-        evbuffer_add_cb(bufferevent_get_input(client_), client_input_cb, this);
+        evbuffer_add_cb(bufferevent_get_output(client_.get()), client_output_cb, this);
+        evbuffer_add_cb(bufferevent_get_input(client_.get()), client_input_cb, this);
     }
 }
 
 Connection::~Connection() {
-    relay_.reset();
-    if (timer_) event_free(timer_);
-    if (client_watch_) event_free(client_watch_);
-    if (upstream_) bufferevent_free(upstream_);
-    if (client_) bufferevent_free(client_);
+    relay_.reset();  // before the sockets it moves bytes between
 }
 
 // ---- lifecycle -------------------------------------------------------------------------------
@@ -183,13 +179,13 @@ void Connection::start() {
         finish("out of memory");
         return;
     }
-    set_nodelay(client_);
-    bufferevent_setcb(client_, client_read_cb, client_write_cb, client_event_cb, this);
+    set_nodelay(client_.get());
+    bufferevent_setcb(client_.get(), client_read_cb, client_write_cb, client_event_cb, this);
     // The read high watermark bounds what we buffer from the client: a head larger than the
     // limit is answered with 431 before this fills, and body bytes wait in the kernel.
     size_t cap = std::max(worker_.config().buffer_bytes, worker_.limits().max_head_bytes + 1024);
-    bufferevent_setwatermark(client_, EV_READ, 0, cap);
-    bufferevent_enable(client_, EV_READ | EV_WRITE);
+    bufferevent_setwatermark(client_.get(), EV_READ, 0, cap);
+    bufferevent_enable(client_.get(), EV_READ | EV_WRITE);
     arm_timer(worker_.config().idle_timeout_ms);
     set_idle(true);
     LOG_DEBUG("c=%llu %s accepted", static_cast<unsigned long long>(id_), client_addr_.c_str());
@@ -233,10 +229,10 @@ void Connection::finish(const char* reason) {
     }
     end_lookup();
     if (relay_) relay_->stop();
-    if (timer_) event_del(timer_);
+    if (timer_) event_del(timer_.get());
     set_idle(false);
     unwatch_client();
-    for (bufferevent* bev : {client_, upstream_}) {
+    for (bufferevent* bev : {client_.get(), upstream_.get()}) {
         if (!bev) continue;
         bufferevent_disable(bev, EV_READ | EV_WRITE);
         bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
@@ -254,14 +250,14 @@ void Connection::begin_drain() {
 
 void Connection::arm_timer(int64_t ms) {
     timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
-    evtimer_add(timer_, &tv);
+    evtimer_add(timer_.get(), &tv);
 }
 
-void Connection::touch() { last_activity_ms_ = loop_now_ms(client_); }
+void Connection::touch() { last_activity_ms_ = loop_now_ms(client_.get()); }
 
 bool Connection::idle() const {
     return state_ == State::ReadingHead && !head_started_ &&
-           evbuffer_get_length(bufferevent_get_input(client_)) == 0;
+           evbuffer_get_length(bufferevent_get_input(client_.get())) == 0;
 }
 
 void Connection::set_idle(bool idle) {
@@ -269,7 +265,7 @@ void Connection::set_idle(bool idle) {
     idle_listed_ = idle;
     if (idle) {
         worker_.clients().mark_idle(client_ip_,
-                                    IdleConnection{worker_.index(), id_, loop_now_ms(client_)});
+                                    IdleConnection{worker_.index(), id_, loop_now_ms(client_.get())});
     } else {
         worker_.clients().clear_idle(client_ip_, id_);
     }
@@ -297,7 +293,7 @@ void Connection::on_timer() {
             return;
         case State::Exchanging: {
             // Lazy deadline: re-armed for the remainder when bytes moved since it was set.
-            int64_t idle = loop_now_ms(client_) - last_activity_ms_;
+            int64_t idle = loop_now_ms(client_.get()) - last_activity_ms_;
             if (idle < cfg.response_timeout_ms) {
                 arm_timer(cfg.response_timeout_ms - idle);
                 return;
@@ -307,7 +303,7 @@ void Connection::on_timer() {
             return;
         }
         case State::Tunneling: {
-            int64_t idle = loop_now_ms(client_) - relay_->last_activity_ms();
+            int64_t idle = loop_now_ms(client_.get()) - relay_->last_activity_ms();
             if (idle < cfg.tunnel_idle_timeout_ms) {
                 arm_timer(cfg.tunnel_idle_timeout_ms - idle);
                 return;
@@ -334,8 +330,8 @@ void Connection::on_client_read() {
             pump_request_body();
             return;
         case State::Closing:
-            evbuffer_drain(bufferevent_get_input(client_),
-                           evbuffer_get_length(bufferevent_get_input(client_)));
+            evbuffer_drain(bufferevent_get_input(client_.get()),
+                           evbuffer_get_length(bufferevent_get_input(client_.get())));
             return;
         default:
             return;  // bytes wait in the buffer (bounded by the read watermark)
@@ -346,16 +342,16 @@ void Connection::on_client_write() {
     if (state_ == State::ReadingHead && answers_paused_) {
         // The client took enough of what we answered: read its next request.
         answers_paused_ = false;
-        bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
-        bufferevent_enable(client_, EV_READ);
+        bufferevent_setwatermark(client_.get(), EV_WRITE, 0, 0);
+        bufferevent_enable(client_.get(), EV_READ);
         process_input();
         return;
     }
     if (state_ == State::Exchanging && upstream_paused_) {
         // The client drained enough: take upstream bytes again.
         upstream_paused_ = false;
-        bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
-        bufferevent_enable(upstream_, EV_READ);
+        bufferevent_setwatermark(client_.get(), EV_WRITE, 0, 0);
+        bufferevent_enable(upstream_.get(), EV_READ);
         touch();
         if (!resp_head_done_) read_response_head();
         if (state_ == State::Exchanging && resp_head_done_ && !resp_done_) pump_response_body();
@@ -365,7 +361,7 @@ void Connection::on_client_write() {
         return;
     }
     if (state_ == State::Closing && !lingering_ &&
-        evbuffer_get_length(bufferevent_get_output(client_)) == 0) {
+        evbuffer_get_length(bufferevent_get_output(client_.get())) == 0) {
         close_after_flush();
     }
 }
@@ -423,15 +419,15 @@ void Connection::process_input() {
 }
 
 void Connection::parse_head() {
-    evbuffer* in = bufferevent_get_input(client_);
+    evbuffer* in = bufferevent_get_input(client_.get());
     size_t len = evbuffer_get_length(in);
     if (len == 0) return;
     if (!head_started_ && output_full()) {
         // Pipelined requests from a client that does not read what we answer: every answer
         // stays queued, so the next request waits (in the kernel) until the client drains.
         answers_paused_ = true;
-        bufferevent_disable(client_, EV_READ);
-        bufferevent_setwatermark(client_, EV_WRITE, worker_.config().buffer_bytes / 2, 0);
+        bufferevent_disable(client_.get(), EV_READ);
+        bufferevent_setwatermark(client_.get(), EV_WRITE, worker_.config().buffer_bytes / 2, 0);
         return;
     }
     const ParseLimits& limits = worker_.limits();
@@ -563,12 +559,12 @@ void Connection::handle_request() {
     upstream_head_ = serialize_upstream_request(req_, uri_, req_framing_, true);
     pool_key_ = target_.host_port();
     retries_ = 0;
-    if (bufferevent* idle = worker_.pool().take(pool_key_)) {
-        upstream_ = idle;
+    if (BuffereventPtr idle = worker_.pool().take(pool_key_)) {
+        upstream_ = std::move(idle);
         upstream_reused_ = true;
         txn_.upstream_reused = true;
-        txn_.upstream = peer_of(idle);
-        bufferevent_setcb(upstream_, upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
+        txn_.upstream = peer_of(upstream_.get());
+        bufferevent_setcb(upstream_.get(), upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
         set_state(State::Exchanging);
         send_request();
         return;
@@ -604,7 +600,7 @@ void Connection::handle_origin_form() {
     // Where the client reached us: asked only here (rare), not for every connection.
     sockaddr_storage local{};
     socklen_t local_len = sizeof local;
-    if (local_port_ == 0 && getsockname(bufferevent_getfd(client_),
+    if (local_port_ == 0 && getsockname(bufferevent_getfd(client_.get()),
                                         reinterpret_cast<sockaddr*>(&local), &local_len) == 0) {
         const auto* sa = reinterpret_cast<const sockaddr*>(&local);
         local_ip_ = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
@@ -746,14 +742,14 @@ bool Connection::refuse_destination(const IpAddr& ip) {
 }
 
 bool Connection::output_full() const {
-    return evbuffer_get_length(bufferevent_get_output(client_)) >= worker_.config().buffer_bytes;
+    return evbuffer_get_length(bufferevent_get_output(client_.get())) >= worker_.config().buffer_bytes;
 }
 
 void Connection::pause_upstream() {
     if (upstream_paused_) return;
     upstream_paused_ = true;
-    bufferevent_disable(upstream_, EV_READ);
-    bufferevent_setwatermark(client_, EV_WRITE, worker_.config().buffer_bytes / 2, 0);
+    bufferevent_disable(upstream_.get(), EV_READ);
+    bufferevent_setwatermark(client_.get(), EV_WRITE, worker_.config().buffer_bytes / 2, 0);
 }
 
 std::string Connection::request_url() const {
@@ -773,14 +769,14 @@ void Connection::next_request() {
     unwatch_client();
     head_started_ = false;
     head_scanned_ = 0;
-    bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
-    bufferevent_enable(client_, EV_READ);
+    bufferevent_setwatermark(client_.get(), EV_WRITE, 0, 0);
+    bufferevent_enable(client_.get(), EV_READ);
     if (draining_) {
         close_after_flush();
         return;
     }
     arm_timer(worker_.config().idle_timeout_ms);
-    if (evbuffer_get_length(bufferevent_get_input(client_)) > 0) {
+    if (evbuffer_get_length(bufferevent_get_input(client_.get())) > 0) {
         process_input();
     } else {
         set_idle(true);
@@ -806,7 +802,7 @@ void Connection::open_upstream(const Authority& target) {
         return;
     }
     set_state(State::Resolving);
-    phase_start_ms_ = loop_now_ms(client_);
+    phase_start_ms_ = loop_now_ms(client_.get());
     txn_.dns_ms = 0;
     if (auto known = worker_.dns().known(target.host)) {
         txn_.dns_cached = true;
@@ -850,7 +846,7 @@ void Connection::end_lookup() {
 }
 
 void Connection::on_resolved(const DnsAnswer& answer) {
-    if (txn_.dns_ms >= 0) txn_.dns_ms = loop_now_ms(client_) - phase_start_ms_;
+    if (txn_.dns_ms >= 0) txn_.dns_ms = loop_now_ms(client_.get()) - phase_start_ms_;
     if (!answer.ok()) {
         reply_error(502,
                     answer.error.empty() ? "dns lookup failed for " + target_.host : answer.error,
@@ -888,21 +884,21 @@ void Connection::connect_next() {
     }
     if (state_ != State::Connecting) {
         set_state(State::Connecting);
-        phase_start_ms_ = loop_now_ms(client_);
+        phase_start_ms_ = loop_now_ms(client_.get());
     }
     const sockaddr_storage& addr = addrs_[addr_index_];
     txn_.upstream = format_address(reinterpret_cast<const sockaddr*>(&addr));
     txn_.upstream_reused = false;
-    upstream_ = bufferevent_socket_new(worker_.base(), -1, BEV_OPT_CLOSE_ON_FREE);
+    upstream_.reset(bufferevent_socket_new(worker_.base(), -1, BEV_OPT_CLOSE_ON_FREE));
     if (!upstream_) {
         reply_error(502, "out of resources", true);
         return;
     }
     upstream_reused_ = false;
-    bufferevent_setcb(upstream_, upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
+    bufferevent_setcb(upstream_.get(), upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
     arm_timer(worker_.config().connect_timeout_ms);
     // Failure is reported either here (-1) or later through on_upstream_event (refused).
-    if (bufferevent_socket_connect(upstream_, reinterpret_cast<const sockaddr*>(&addr),
+    if (bufferevent_socket_connect(upstream_.get(), reinterpret_cast<const sockaddr*>(&addr),
                                    addr_len(addr)) < 0) {
         connect_error_ = std::strerror(errno);
         ++addr_index_;
@@ -932,8 +928,8 @@ void Connection::on_upstream_event(short what) {
 }
 
 void Connection::on_upstream_connected() {
-    txn_.connect_ms = loop_now_ms(client_) - phase_start_ms_;
-    set_nodelay(upstream_);
+    txn_.connect_ms = loop_now_ms(client_.get()) - phase_start_ms_;
+    set_nodelay(upstream_.get());
     addrs_.clear();
     addrs_.shrink_to_fit();
     if (is_connect_) {
@@ -952,10 +948,10 @@ void Connection::send_request() {
     upstream_paused_ = false;
     resp_status_ = 0;
     interim_responses_ = 0;
-    bufferevent_setwatermark(upstream_, EV_READ, 0, cfg.buffer_bytes);
-    bufferevent_setwatermark(upstream_, EV_WRITE, 0, 0);
-    bufferevent_write(upstream_, upstream_head_.data(), upstream_head_.size());
-    bufferevent_enable(upstream_, EV_READ | EV_WRITE);
+    bufferevent_setwatermark(upstream_.get(), EV_READ, 0, cfg.buffer_bytes);
+    bufferevent_setwatermark(upstream_.get(), EV_WRITE, 0, 0);
+    bufferevent_write(upstream_.get(), upstream_head_.data(), upstream_head_.size());
+    bufferevent_enable(upstream_.get(), EV_READ | EV_WRITE);
     touch();
     arm_timer(cfg.response_timeout_ms);
     pump_request_body();
@@ -963,18 +959,18 @@ void Connection::send_request() {
 
 void Connection::pump_request_body() {
     if (req_body_done_ || state_ != State::Exchanging) return;
-    evbuffer* in = bufferevent_get_input(client_);
-    evbuffer* out = bufferevent_get_output(upstream_);
+    evbuffer* in = bufferevent_get_input(client_.get());
+    evbuffer* out = bufferevent_get_output(upstream_.get());
     const size_t high = worker_.config().buffer_bytes;
     size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
-    if (!client_paused_ && !client_eof_ && queued < high) read_more(client_, high - queued);
+    if (!client_paused_ && !client_eof_ && queued < high) read_more(client_.get(), high - queued);
     while (!req_body_done_ && evbuffer_get_length(in) > 0) {
         if (evbuffer_get_length(out) >= high) {
             // The upstream is slow to take the body: stop reading the client until it drains.
             client_paused_ = true;
-            bufferevent_disable(client_, EV_READ);
+            bufferevent_disable(client_.get(), EV_READ);
             watch_client();
-            bufferevent_setwatermark(upstream_, EV_WRITE, high / 2, 0);
+            bufferevent_setwatermark(upstream_.get(), EV_WRITE, high / 2, 0);
             break;
         }
         touch();
@@ -1008,8 +1004,8 @@ void Connection::on_upstream_write() {
     if (state_ != State::Exchanging || !client_paused_) return;
     client_paused_ = false;
     unwatch_client();
-    bufferevent_setwatermark(upstream_, EV_WRITE, 0, 0);
-    bufferevent_enable(client_, EV_READ);
+    bufferevent_setwatermark(upstream_.get(), EV_WRITE, 0, 0);
+    bufferevent_enable(client_.get(), EV_READ);
     pump_request_body();
 }
 
@@ -1021,7 +1017,7 @@ void Connection::on_upstream_read() {
 }
 
 void Connection::read_response_head() {
-    evbuffer* in = bufferevent_get_input(upstream_);
+    evbuffer* in = bufferevent_get_input(upstream_.get());
     const ParseLimits& limits = worker_.limits();
     // A response head may be larger than we allow clients; servers set many cookies.
     ParseLimits resp_limits{limits.max_head_bytes, std::max<size_t>(limits.max_head_bytes, 65536),
@@ -1066,7 +1062,7 @@ void Connection::read_response_head() {
             if (req_.version_minor >= 1) {
                 std::string interim = serialize_client_response(head, 1, Framing{BodyKind::None, 0},
                                                                 ClientBodyCoding::AsIs, true);
-                bufferevent_write(client_, interim.data(), interim.size());
+                bufferevent_write(client_.get(), interim.data(), interim.size());
             }
             continue;
         }
@@ -1088,7 +1084,7 @@ void Connection::read_response_head() {
         std::string out = serialize_client_response(
             head, req_.version_minor, resp_framing_,
             dechunk_ ? ClientBodyCoding::Dechunk : ClientBodyCoding::AsIs, client_keep_alive_);
-        bufferevent_write(client_, out.data(), out.size());
+        bufferevent_write(client_.get(), out.data(), out.size());
         response_started_ = true;
         resp_head_done_ = true;
         resp_remaining_ = resp_framing_.length;
@@ -1105,11 +1101,11 @@ void Connection::read_response_head() {
 }
 
 void Connection::pump_response_body() {
-    evbuffer* in = bufferevent_get_input(upstream_);
-    evbuffer* out = bufferevent_get_output(client_);
+    evbuffer* in = bufferevent_get_input(upstream_.get());
+    evbuffer* out = bufferevent_get_output(client_.get());
     const size_t high = worker_.config().buffer_bytes;
     size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
-    if (!upstream_paused_ && !upstream_eof_ && queued < high) read_more(upstream_, high - queued);
+    if (!upstream_paused_ && !upstream_eof_ && queued < high) read_more(upstream_.get(), high - queued);
     while (!resp_done_ && evbuffer_get_length(in) > 0) {
         if (evbuffer_get_length(out) >= high) {
             // The client reads slowly: stop reading the upstream until the client drains.
@@ -1159,12 +1155,10 @@ void Connection::on_response_complete() {
         close_after_flush();
         return;
     }
-    bool upstream_clean = upstream_reusable_ && upstream_ &&
-                          evbuffer_get_length(bufferevent_get_input(upstream_)) == 0;
+    bool upstream_clean = upstream_reusable_ && upstream_.get() &&
+                          evbuffer_get_length(bufferevent_get_input(upstream_.get())) == 0;
     if (upstream_clean) {
-        bufferevent* idle = upstream_;
-        upstream_ = nullptr;
-        worker_.pool().put(pool_key_, idle);
+        worker_.pool().put(pool_key_, std::move(upstream_));
     } else {
         free_upstream();
     }
@@ -1227,11 +1221,11 @@ void Connection::fail_upstream(int status, const std::string& detail) {
 void Connection::start_tunnel() {
     set_state(State::Tunneling);
     txn_.status = 200;
-    bufferevent_write(client_, kConnectEstablished.data(), kConnectEstablished.size());
+    bufferevent_write(client_.get(), kConnectEstablished.data(), kConnectEstablished.size());
     // An idle tunnel should cost little memory: drop the request's strings.
     req_ = RequestHead();
     upstream_head_ = std::string();
-    relay_ = std::make_unique<Relay>(client_, upstream_, worker_.config().buffer_bytes,
+    relay_ = std::make_unique<Relay>(client_.get(), upstream_.get(), worker_.config().buffer_bytes,
                                      worker_.pipes(), this);
     arm_timer(worker_.config().tunnel_idle_timeout_ms);
     relay_->start();
@@ -1245,7 +1239,7 @@ void Connection::on_relay_done(const char* reason, bool error) {
 // ---- local answers and closing ---------------------------------------------------------------
 
 void Connection::reply(const std::string& bytes, bool keep_alive) {
-    bufferevent_write(client_, bytes.data(), bytes.size());
+    bufferevent_write(client_.get(), bytes.data(), bytes.size());
     if (txn_.content_type.empty()) txn_.content_type = content_type_of(bytes);
     end_txn(txn_.error);
     bool can_continue = keep_alive && req_body_done_ && !client_eof_ && !draining_;
@@ -1274,9 +1268,9 @@ void Connection::close_after_flush() {
         set_state(State::Closing);
         arm_timer(worker_.config().response_timeout_ms);
     }
-    if (evbuffer_get_length(bufferevent_get_output(client_)) > 0) {
-        bufferevent_setwatermark(client_, EV_WRITE, 0, 0);
-        bufferevent_enable(client_, EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(client_.get())) > 0) {
+        bufferevent_setwatermark(client_.get(), EV_WRITE, 0, 0);
+        bufferevent_enable(client_.get(), EV_WRITE);
         return;  // on_client_write comes back here once flushed
     }
     if (client_eof_) {
@@ -1285,11 +1279,11 @@ void Connection::close_after_flush() {
     }
     // Everything is out: half-close and discard what the client still sends for a moment.
     lingering_ = true;
-    ::shutdown(bufferevent_getfd(client_), SHUT_WR);
-    evbuffer_drain(bufferevent_get_input(client_),
-                   evbuffer_get_length(bufferevent_get_input(client_)));
-    bufferevent_setwatermark(client_, EV_READ, 0, 0);
-    bufferevent_enable(client_, EV_READ);
+    ::shutdown(bufferevent_getfd(client_.get()), SHUT_WR);
+    evbuffer_drain(bufferevent_get_input(client_.get()),
+                   evbuffer_get_length(bufferevent_get_input(client_.get())));
+    bufferevent_setwatermark(client_.get(), EV_READ, 0, 0);
+    bufferevent_enable(client_.get(), EV_READ);
     arm_timer(kLingerMs);
 }
 
@@ -1304,7 +1298,7 @@ void Connection::abort_response() {
         // The client reads this body until the connection ends: a clean close would make the
         // truncated body look complete (RFC 9112 §8). Only a reset says it is not.
         linger lin{1, 0};
-        setsockopt(bufferevent_getfd(client_), SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
+        setsockopt(bufferevent_getfd(client_.get()), SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
         finish("truncated response delimited by close: reset");
         return;
     }
@@ -1321,21 +1315,21 @@ void Connection::abort_response() {
 // SO_ERROR every kPausedCheckMs, and only while it is paused.
 void Connection::watch_client() {
     if (!client_watch_) {
-        client_watch_ = event_new(worker_.base(), -1, EV_PERSIST, client_watch_cb, this);
+        client_watch_.reset(event_new(worker_.base(), -1, EV_PERSIST, client_watch_cb, this));
         if (!client_watch_) return;  // out of memory: the response timeout still applies
     }
     timeval tv{0, kPausedCheckMs * 1000};
-    event_add(client_watch_, &tv);
+    event_add(client_watch_.get(), &tv);
 }
 
 void Connection::unwatch_client() {
-    if (client_watch_) event_del(client_watch_);
+    if (client_watch_) event_del(client_watch_.get());
 }
 
 void Connection::on_client_check() {
     int err = 0;
     socklen_t len = sizeof err;
-    if (getsockopt(bufferevent_getfd(client_), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+    if (getsockopt(bufferevent_getfd(client_.get()), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
         finish(err == ECONNRESET ? "client reset mid-request" : "client connection error");
     }
 }
@@ -1353,7 +1347,7 @@ void Connection::on_client_bytes(bool output, size_t added, size_t deleted) {
 void Connection::begin_txn() {
     txn_ = Transaction();
     txn_open_ = true;
-    txn_start_ms_ = loop_now_ms(client_);
+    txn_start_ms_ = loop_now_ms(client_.get());
     txn_in_base_ = client_in_total_;
     txn_out_base_ = client_out_total_;
     txn_.start_unix_ms = txn_start_ms_;
@@ -1369,7 +1363,7 @@ void Connection::end_txn(const std::string& error) {
     if (!txn_open_) return;
     txn_open_ = false;
     if (txn_.status == 0 && response_started_) txn_.status = resp_status_;
-    txn_.elapsed_ms = loop_now_ms(client_) - txn_start_ms_;
+    txn_.elapsed_ms = loop_now_ms(client_.get()) - txn_start_ms_;
     txn_.bytes_to_client = client_out_total_ - txn_out_base_;
     txn_.bytes_from_client = client_in_total_ - txn_in_base_;
     if (relay_) {  // a tunnel's bytes bypass the client's buffers
@@ -1382,8 +1376,7 @@ void Connection::end_txn(const std::string& error) {
 
 void Connection::free_upstream() {
     if (!upstream_) return;
-    bufferevent_free(upstream_);
-    upstream_ = nullptr;
+    upstream_.reset();
     upstream_paused_ = false;
 }
 

@@ -111,7 +111,7 @@ size_t read_more(bufferevent* bev, size_t room) {
 }
 
 size_t Relay::Direction::pending() const {
-    return in_pipe + (copy ? evbuffer_get_length(copy) : 0);
+    return in_pipe + (copy ? evbuffer_get_length(copy.get()) : 0);
 }
 
 Relay::Relay(bufferevent* client, bufferevent* upstream, size_t high_water, PipePool* pipes,
@@ -126,16 +126,7 @@ Relay::Relay(bufferevent* client, bufferevent* upstream, size_t high_water, Pipe
 }
 
 Relay::~Relay() {
-    stop();
-    for (int side = 0; side < 2; ++side) {
-        if (read_ev_[side]) event_free(read_ev_[side]);
-        if (write_ev_[side]) event_free(write_ev_[side]);
-    }
-    for (Direction& d : dirs_) {
-        release_pipe(d, false);
-        if (d.copy) evbuffer_free(d.copy);
-    }
-    if (paused_check_) event_free(paused_check_);
+    for (Direction& d : dirs_) release_pipe(d, false);
 }
 
 namespace {
@@ -161,10 +152,11 @@ void Relay::start() {
         bufferevent_setcb(bev_[side], nullptr, nullptr, nullptr, nullptr);
         bufferevent_set_timeouts(bev_[side], nullptr, nullptr);
         fd_[side] = static_cast<int>(bufferevent_getfd(bev_[side]));
-        dirs_[side].copy = evbuffer_new();
-        read_ev_[side] = event_new(base, fd_[side], EV_READ | EV_PERSIST, read_cb, &refs_[side]);
-        write_ev_[side] =
-            event_new(base, fd_[side], EV_WRITE | EV_PERSIST, write_cb, &refs_[side]);
+        dirs_[side].copy.reset(evbuffer_new());
+        read_ev_[side].reset(
+            event_new(base, fd_[side], EV_READ | EV_PERSIST, read_cb, &refs_[side]));
+        write_ev_[side].reset(
+            event_new(base, fd_[side], EV_WRITE | EV_PERSIST, write_cb, &refs_[side]));
         if (!dirs_[side].copy || !read_ev_[side] || !write_ev_[side]) {
             done("out of memory", true);
             return;
@@ -178,11 +170,11 @@ void Relay::start() {
         // bufferevent_socket keeps the start of its output frozen while it owns the socket.
         evbuffer* queued = bufferevent_get_output(bev_[to]);
         evbuffer_unfreeze(queued, 1);
-        evbuffer_add_buffer(d.copy, queued);
+        evbuffer_add_buffer(d.copy.get(), queued);
         evbuffer_freeze(queued, 1);
         evbuffer* early = bufferevent_get_input(bev_[d.from]);
         if (d.from == 1) d.moved += evbuffer_get_length(early);  // the owner counts the client's
-        evbuffer_add_buffer(d.copy, early);
+        evbuffer_add_buffer(d.copy.get(), early);
     }
     pump(dirs_[0]);
     if (!done_) pump(dirs_[1]);
@@ -190,11 +182,11 @@ void Relay::start() {
 
 void Relay::stop() {
     for (int side = 0; side < 2; ++side) {
-        if (read_ev_[side]) event_del(read_ev_[side]);
-        if (write_ev_[side]) event_del(write_ev_[side]);
+        if (read_ev_[side]) event_del(read_ev_[side].get());
+        if (write_ev_[side]) event_del(write_ev_[side].get());
         reading_[side] = writing_[side] = false;
     }
-    if (paused_check_) event_del(paused_check_);
+    if (paused_check_) event_del(paused_check_.get());
 }
 
 const char* Relay::side_error(int side) {
@@ -205,9 +197,9 @@ void Relay::set_reading(int side, bool on) {
     if (reading_[side] == on) return;
     reading_[side] = on;
     if (on) {
-        event_add(read_ev_[side], nullptr);
+        event_add(read_ev_[side].get(), nullptr);
     } else {
-        event_del(read_ev_[side]);
+        event_del(read_ev_[side].get());
     }
 }
 
@@ -215,9 +207,9 @@ void Relay::set_writing(int side, bool on) {
     if (writing_[side] == on) return;
     writing_[side] = on;
     if (on) {
-        event_add(write_ev_[side], nullptr);
+        event_add(write_ev_[side].get(), nullptr);
     } else {
-        event_del(write_ev_[side]);
+        event_del(write_ev_[side].get());
     }
 }
 
@@ -236,8 +228,8 @@ void Relay::release_pipe(Direction& d, bool clean) {
 // any pipe was taken, or after splice was refused), then the pipe.
 Relay::Io Relay::flush(Direction& d) {
     const int to_fd = fd_[1 - d.from];
-    while (evbuffer_get_length(d.copy) > 0) {
-        int n = evbuffer_write(d.copy, to_fd);
+    while (evbuffer_get_length(d.copy.get()) > 0) {
+        int n = evbuffer_write(d.copy.get(), to_fd);
         if (n > 0) continue;
         if (n < 0 && errno == EINTR) continue;
         return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? Io::Again : Io::Error;
@@ -260,7 +252,7 @@ Relay::Io Relay::flush(Direction& d) {
 // waiting (order), else into the copy buffer.
 Relay::Io Relay::fill(Direction& d, size_t room) {
     const int from_fd = fd_[d.from];
-    if (d.can_splice && pipes_ && evbuffer_get_length(d.copy) == 0) {
+    if (d.can_splice && pipes_ && evbuffer_get_length(d.copy.get()) == 0) {
         if (!d.pipe) d.pipe = pipes_->take();
         if (d.pipe) {
             size_t want = std::min(room, d.pipe->capacity - d.in_pipe);
@@ -285,7 +277,7 @@ Relay::Io Relay::fill(Direction& d, size_t room) {
         }
     }
     if (d.in_pipe > 0) return Io::Again;  // bytes in the pipe go first
-    ssize_t n = read_into(d.copy, from_fd, room);
+    ssize_t n = read_into(d.copy.get(), from_fd, room);
     if (n > 0) {
         d.moved += static_cast<uint64_t>(n);
         return Io::Progress;
@@ -326,12 +318,12 @@ void Relay::pump(Direction& d) {
                 d.paused = true;
                 set_reading(from, false);
                 if (!paused_check_) {
-                    paused_check_ = event_new(bufferevent_get_base(bev_[0]), -1, EV_PERSIST,
-                                              paused_check_cb, this);
+                    paused_check_.reset(event_new(bufferevent_get_base(bev_[0]), -1, EV_PERSIST,
+                                                  paused_check_cb, this));
                 }
-                if (paused_check_ && !event_pending(paused_check_, EV_TIMEOUT, nullptr)) {
+                if (paused_check_ && !event_pending(paused_check_.get(), EV_TIMEOUT, nullptr)) {
                     timeval tv{0, kPausedCheckMs * 1000};
-                    event_add(paused_check_, &tv);
+                    event_add(paused_check_.get(), &tv);
                 }
             }
             return;
@@ -377,7 +369,7 @@ void Relay::on_paused_check() {
             return;
         }
     }
-    if (!dirs_[0].paused && !dirs_[1].paused) event_del(paused_check_);
+    if (!dirs_[0].paused && !dirs_[1].paused) event_del(paused_check_.get());
 }
 
 void Relay::touch() { last_activity_ms_ = loop_now_ms(bev_[0]); }

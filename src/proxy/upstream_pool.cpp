@@ -4,9 +4,6 @@
 // (nginx: 75 s) so that a connection is rarely closed by the server just as it is reused.
 #include "hallpass/proxy/upstream_pool.h"
 
-#include <event2/bufferevent.h>
-#include <event2/event.h>
-
 #include <cassert>
 
 namespace hallpass {
@@ -14,8 +11,8 @@ namespace hallpass {
 struct UpstreamPool::Idle {
     UpstreamPool* pool = nullptr;
     std::string key;
-    bufferevent* bev = nullptr;
-    event* timer = nullptr;
+    BuffereventPtr bev;
+    EventPtr timer;
     Lru::iterator lru_pos;
 };
 
@@ -42,42 +39,42 @@ UpstreamPool::UpstreamPool(event_base* base, size_t per_host, size_t max_idle, i
     : base_(base), per_host_(per_host), max_idle_(max_idle), idle_timeout_ms_(idle_timeout_ms) {}
 
 UpstreamPool::~UpstreamPool() {
-    while (!lru_.empty()) drop(lru_.front());
+    while (!lru_.empty()) drop(lru_.front().get());
 }
 
-void UpstreamPool::put(const std::string& key, bufferevent* bev) {
-    if (per_host_ == 0 || max_idle_ == 0) {
-        bufferevent_free(bev);
-        return;
-    }
+void UpstreamPool::put(const std::string& key, BuffereventPtr bev) {
+    if (per_host_ == 0 || max_idle_ == 0) return;  // `bev` closes here
     auto& list = by_key_[key];
-    if (list.size() >= per_host_) drop(*list.front());
-    if (lru_.size() >= max_idle_) drop(lru_.front());
+    if (list.size() >= per_host_) drop(list.front()->get());
+    if (lru_.size() >= max_idle_) drop(lru_.front().get());
 
-    auto* idle = new Idle{this, key, bev, nullptr, {}};
-    idle->timer = evtimer_new(base_, on_idle_timeout, idle);
+    auto owned = std::make_unique<Idle>();
+    Idle* idle = owned.get();
+    idle->pool = this;
+    idle->key = key;
+    idle->timer.reset(evtimer_new(base_, on_idle_timeout, idle));
+    if (!idle->timer) return;  // out of memory: not pooled
     timeval tv{idle_timeout_ms_ / 1000, (idle_timeout_ms_ % 1000) * 1000};
-    evtimer_add(idle->timer, &tv);
-    bufferevent_setcb(bev, on_idle_readable, nullptr, on_idle_event, idle);
-    bufferevent_setwatermark(bev, EV_READ, 0, 0);
-    bufferevent_set_timeouts(bev, nullptr, nullptr);
-    bufferevent_enable(bev, EV_READ);
-    idle->lru_pos = lru_.insert(lru_.end(), idle);
+    evtimer_add(idle->timer.get(), &tv);
+    bufferevent_setcb(bev.get(), on_idle_readable, nullptr, on_idle_event, idle);
+    bufferevent_setwatermark(bev.get(), EV_READ, 0, 0);
+    bufferevent_set_timeouts(bev.get(), nullptr, nullptr);
+    bufferevent_enable(bev.get(), EV_READ);
+    idle->bev = std::move(bev);
+    idle->lru_pos = lru_.insert(lru_.end(), std::move(owned));
     by_key_[key].push_back(idle->lru_pos);
 }
 
-bufferevent* UpstreamPool::take(const std::string& key) {
+BuffereventPtr UpstreamPool::take(const std::string& key) {
     auto it = by_key_.find(key);
     if (it == by_key_.end() || it->second.empty()) return nullptr;
-    Idle* idle = *it->second.back();
+    Lru::iterator pos = it->second.back();
     it->second.pop_back();
     if (it->second.empty()) by_key_.erase(it);
-    lru_.erase(idle->lru_pos);
-    bufferevent* bev = idle->bev;
-    bufferevent_disable(bev, EV_READ);
-    bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
-    event_free(idle->timer);
-    delete idle;
+    BuffereventPtr bev = std::move((*pos)->bev);
+    lru_.erase(pos);  // frees the entry and its timer
+    bufferevent_disable(bev.get(), EV_READ);
+    bufferevent_setcb(bev.get(), nullptr, nullptr, nullptr, nullptr);
     ++reused_;
     return bev;
 }
@@ -87,10 +84,7 @@ void UpstreamPool::drop(Idle* idle) {
     assert(it != by_key_.end());
     it->second.remove(idle->lru_pos);
     if (it->second.empty()) by_key_.erase(it);
-    lru_.erase(idle->lru_pos);
-    bufferevent_free(idle->bev);
-    event_free(idle->timer);
-    delete idle;
+    lru_.erase(idle->lru_pos);  // frees the entry: its connection and its timer
 }
 
 }  // namespace hallpass

@@ -22,9 +22,10 @@ struct Error {
     std::string to_string() const;
 };
 
-// A value or an Error. Small on purpose: C++20 has no std::expected.
+// A value or an Error. Small on purpose: C++20 has no std::expected. [[nodiscard]]: a Result
+// that nobody looks at is an error nobody handles.
 template <class T>
-class Result {
+class [[nodiscard]] Result {
   public:
     Result(T value) : v_(std::move(value)) {}
     Result(Error error) : v_(std::move(error)) {}
@@ -41,6 +42,22 @@ class Result {
 
   private:
     std::variant<T, Error> v_;
+};
+
+// Success or an Error, for operations that return nothing else: `return {};` or an Error.
+template <>
+class [[nodiscard]] Result<void> {
+  public:
+    Result() = default;
+    Result(Error error) : error_(std::move(error)), failed_(true) {}
+
+    bool ok() const { return !failed_; }
+    explicit operator bool() const { return ok(); }
+    const Error& error() const { return error_; }
+
+  private:
+    Error error_{std::string()};
+    bool failed_ = false;
 };
 
 }  // namespace hallpass

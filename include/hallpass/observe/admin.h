@@ -5,8 +5,6 @@
 // room, and when every one is busy a newcomer gets 503.
 #pragma once
 
-#include <event2/util.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -17,11 +15,8 @@
 #include <vector>
 
 #include "hallpass/base/error.h"
+#include "hallpass/base/event_handles.h"
 #include "hallpass/base/net_set.h"
-
-struct event;
-struct event_base;
-struct evconnlistener;
 
 namespace hallpass {
 
@@ -98,10 +93,10 @@ class AdminServer {
     const Stats* stats_ = nullptr;
     AdminHosts hosts_;
     size_t max_connections_ = kDefaultMaxConnections;
-    event_base* base_ = nullptr;
-    evconnlistener* listener_ = nullptr;  // paused on EMFILE
-    event* resume_timer_ = nullptr;
-    event* stop_event_ = nullptr;
+    EventBasePtr base_;     // declared first: freed last (the destructor frees in order)
+    ListenerPtr listener_;  // paused on EMFILE
+    EventPtr resume_timer_;
+    EventPtr stop_event_;
     std::unordered_map<Client*, std::unique_ptr<Client>> clients_;
     time_t last_error_log_s_ = 0;
     uint64_t accept_errors_ = 0;

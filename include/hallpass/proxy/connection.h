@@ -12,16 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "hallpass/base/event_handles.h"
 #include "hallpass/base/net_set.h"
 #include "hallpass/http/http_chunked.h"
 #include "hallpass/http/http_parser.h"
 #include "hallpass/http/uri.h"
 #include "hallpass/observe/transaction.h"
 #include "hallpass/proxy/relay.h"
-
-struct bufferevent;
-struct event;
-struct evbuffer;
 
 namespace hallpass {
 
@@ -143,10 +140,10 @@ class Connection final : public Relay::Owner {
     IpAddr local_ip_;          // the address the client reached us on (origin-form only:
     uint16_t local_port_ = 0;  // ...and its port         getsockname on first need)
     State state_ = State::ReadingHead;
-    bufferevent* client_ = nullptr;
-    bufferevent* upstream_ = nullptr;
-    event* timer_ = nullptr;
-    event* client_watch_ = nullptr;  // checks the client for a reset while its reads are paused
+    BuffereventPtr client_;
+    BuffereventPtr upstream_;
+    EventPtr timer_;
+    EventPtr client_watch_;  // checks the client for a reset while its reads are paused
     uint64_t dns_ticket_ = 0;
     bool lookup_counted_ = false;  // holds one of the client's max_dns_lookups_per_client
     std::unique_ptr<Relay> relay_;

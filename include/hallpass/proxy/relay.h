@@ -12,11 +12,8 @@
 #include <cstdint>
 #include <optional>
 
+#include "hallpass/base/event_handles.h"
 #include "hallpass/proxy/pipe_pool.h"
-
-struct bufferevent;
-struct event;
-struct evbuffer;
 
 namespace hallpass {
 
@@ -71,7 +68,7 @@ class Relay {
         int from = 0;
         std::optional<Pipe> pipe;
         size_t in_pipe = 0;
-        evbuffer* copy = nullptr;  // owned; bytes copied rather than spliced
+        EvbufferPtr copy;          // bytes copied rather than spliced
         bool can_splice = true;    // false once the kernel refused (then copy for good)
         bool eof = false;          // `from` sent EOF
         bool shut = false;         // SHUT_WR sent towards the other side
@@ -98,8 +95,8 @@ class Relay {
     Owner* owner_;
     Direction dirs_[2];  // [0]: client -> upstream, [1]: upstream -> client
     SideRef refs_[2];    // the events' callback arguments
-    event* read_ev_[2] = {nullptr, nullptr};
-    event* write_ev_[2] = {nullptr, nullptr};
+    EventPtr read_ev_[2];
+    EventPtr write_ev_[2];
     bool reading_[2] = {false, false};
     bool writing_[2] = {false, false};
     uint64_t spliced_ = 0;
@@ -107,7 +104,7 @@ class Relay {
     bool started_ = false;
     bool done_ = false;
     // While a side's reads are paused nothing would see its reset: polled (SO_ERROR).
-    event* paused_check_ = nullptr;
+    EventPtr paused_check_;
 };
 
 // The current time of `bev`'s event loop in milliseconds (cached by the loop, cheap).

@@ -6,12 +6,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <string>
 #include <unordered_map>
 
-struct bufferevent;
-struct event;
-struct event_base;
+#include "hallpass/base/event_handles.h"
 
 namespace hallpass {
 
@@ -25,11 +24,11 @@ class UpstreamPool {
     // Takes ownership of `bev`, an upstream connection that finished an exchange cleanly (empty
     // input and output). Its callbacks are replaced. When the pool is full for `key` or in all,
     // the oldest idle connection is closed to make room; with a zero bound `bev` is closed.
-    void put(const std::string& key, bufferevent* bev);
+    void put(const std::string& key, BuffereventPtr bev);
 
-    // An idle connection for `key`, most recently used first, or nullptr. Ownership passes to the
+    // An idle connection for `key`, most recently used first, or null. Ownership passes to the
     // caller; the bufferevent has no callbacks and reading disabled.
-    bufferevent* take(const std::string& key);
+    BuffereventPtr take(const std::string& key);
 
     size_t idle_count() const { return lru_.size(); }
     uint64_t reused() const { return reused_; }
@@ -38,7 +37,7 @@ class UpstreamPool {
     void drop(Idle* idle);
 
   private:
-    using Lru = std::list<Idle*>;  // oldest first
+    using Lru = std::list<std::unique_ptr<Idle>>;  // oldest first; owns the idle entries
     event_base* base_;
     size_t per_host_;
     size_t max_idle_;
