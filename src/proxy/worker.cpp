@@ -64,24 +64,23 @@ Worker::~Worker() {
     close_listeners();
     pool_.reset();
     dns_.reset();
-    for (event* ev : {reap_event_, drain_event_, grace_timer_, resume_timer_, refresh_event_,
-                      stats_timer_, evict_event_}) {
-        if (ev) event_free(ev);
-    }
-    if (base_) event_base_free(base_);
+    for (EventPtr* ev : {&reap_event_, &drain_event_, &grace_timer_, &resume_timer_,
+                         &refresh_event_, &stats_timer_, &evict_event_})
+        ev->reset();
+    base_.reset();
 }
 
 Result<bool> Worker::init(const std::vector<int>& listen_fds) {
     event_config* ec = event_config_new();
     // One thread per base: libevent's own locking is not needed inside a worker, but the
     // cross-thread event_active() of request_drain() is, so the base keeps its lock.
-    base_ = event_base_new_with_config(ec);
+    base_.reset(event_base_new_with_config(ec));
     event_config_free(ec);
     if (!base_) return Error{"cannot create an event loop"};
-    auto dns = DnsResolver::create(base_, cfg_, hosts_);
+    auto dns = DnsResolver::create(base_.get(), cfg_, hosts_);
     if (!dns) return dns.error();
     dns_ = std::move(*dns);
-    pool_ = std::make_unique<UpstreamPool>(base_, cfg_.pool_per_host, cfg_.pool_max_idle,
+    pool_ = std::make_unique<UpstreamPool>(base_.get(), cfg_.pool_per_host, cfg_.pool_max_idle,
                                            cfg_.pool_idle_timeout_ms);
     if (cfg_.splice) {
         // Each pipe holds up to buffer_bytes (at most 1 MiB, the kernel's default
@@ -89,34 +88,34 @@ Result<bool> Worker::init(const std::vector<int>& listen_fds) {
         pipes_ = std::make_unique<PipePool>(kMaxPipesPerWorker,
                                             std::min<size_t>(cfg_.buffer_bytes, 1 << 20));
     }
-    reap_event_ = event_new(base_, -1, 0, reap_cb, this);
-    drain_event_ = event_new(base_, -1, 0, drain_cb, this);
-    grace_timer_ = evtimer_new(base_, grace_cb, this);
-    resume_timer_ = evtimer_new(base_, resume_cb, this);
-    refresh_event_ = event_new(base_, -1, 0, refresh_cb, this);
-    evict_event_ = event_new(base_, -1, 0, evict_cb, this);
+    reap_event_.reset(event_new(base_.get(), -1, 0, reap_cb, this));
+    drain_event_.reset(event_new(base_.get(), -1, 0, drain_cb, this));
+    grace_timer_.reset(evtimer_new(base_.get(), grace_cb, this));
+    resume_timer_.reset(evtimer_new(base_.get(), resume_cb, this));
+    refresh_event_.reset(event_new(base_.get(), -1, 0, refresh_cb, this));
+    evict_event_.reset(event_new(base_.get(), -1, 0, evict_cb, this));
     if (!reap_event_ || !drain_event_ || !grace_timer_ || !resume_timer_ || !refresh_event_ ||
         !evict_event_)
         return Error{"cannot create the worker's events"};
     if (shared_.stats) {
-        stats_timer_ = event_new(base_, -1, EV_PERSIST, stats_cb, this);
+        stats_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, stats_cb, this));
         timeval second = ms_to_tv(1000);
-        if (!stats_timer_ || event_add(stats_timer_, &second) != 0)
+        if (!stats_timer_ || event_add(stats_timer_.get(), &second) != 0)
             return Error{"cannot start the statistics timer"};
     }
     for (int fd : listen_fds) {
-        evconnlistener* l = evconnlistener_new(
-            base_, accept_cb, this, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+        ListenerPtr l(evconnlistener_new(base_.get(), accept_cb, this,
+                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd));
         if (!l) return Error{"cannot listen: " + std::string(std::strerror(errno))};
-        evconnlistener_set_error_cb(l, accept_error_cb);
-        listeners_.push_back(l);
+        evconnlistener_set_error_cb(l.get(), accept_error_cb);
+        listeners_.push_back(std::move(l));
     }
     return true;
 }
 
 void Worker::start() {
     thread_ = std::thread([this] {
-        event_base_dispatch(base_);
+        event_base_dispatch(base_.get());
         LOG_DEBUG("worker %d stopped", index_);
     });
 }
@@ -127,17 +126,17 @@ void Worker::join() {
 
 void Worker::request_drain(int grace_ms) {
     drain_grace_ms_.store(grace_ms);
-    event_active(drain_event_, EV_TIMEOUT, 1);
+    event_active(drain_event_.get(), EV_TIMEOUT, 1);
 }
 
-void Worker::request_rules_refresh() { event_active(refresh_event_, EV_TIMEOUT, 1); }
+void Worker::request_rules_refresh() { event_active(refresh_event_.get(), EV_TIMEOUT, 1); }
 
 void Worker::request_evict(uint64_t id) {
     {
         std::lock_guard lock(evict_mu_);
         evict_ids_.push_back(id);
     }
-    event_active(evict_event_, EV_TIMEOUT, 1);
+    event_active(evict_event_.get(), EV_TIMEOUT, 1);
 }
 
 void Worker::on_evict() {
@@ -213,7 +212,7 @@ void Worker::refuse(int fd, const sockaddr* peer, int status, const char* why) {
     ::close(fd);
     // A flood of refusals must not become a flood of log lines: one a second per worker.
     timeval now{};
-    event_base_gettimeofday_cached(base_, &now);
+    event_base_gettimeofday_cached(base_.get(), &now);
     if (now.tv_sec != last_refusal_log_s_) {
         last_refusal_log_s_ = now.tv_sec;
         LOG_WARN("refused %s with %d: %s (%llu refusals so far)", format_address(peer).c_str(),
@@ -264,9 +263,9 @@ void Worker::on_accept_error(evconnlistener* listener) {
         // Out of descriptors: accepting again at once would spin. Pause, let connections close.
         LOG_WARN("worker %d: accept failed (%s); pausing accepts for %d ms", index_,
                  std::strerror(err), kAcceptPauseMs);
-        for (evconnlistener* l : listeners_) evconnlistener_disable(l);
+        for (auto& l : listeners_) evconnlistener_disable(l.get());
         timeval tv = ms_to_tv(kAcceptPauseMs);
-        evtimer_add(resume_timer_, &tv);
+        evtimer_add(resume_timer_.get(), &tv);
         return;
     }
     (void)listener;
@@ -275,12 +274,12 @@ void Worker::on_accept_error(evconnlistener* listener) {
 
 void Worker::on_resume_accept() {
     if (draining_) return;
-    for (evconnlistener* l : listeners_) evconnlistener_enable(l);
+    for (auto& l : listeners_) evconnlistener_enable(l.get());
 }
 
 void Worker::reap(Connection* conn) {
     reap_list_.push_back(conn);
-    event_active(reap_event_, EV_TIMEOUT, 1);
+    event_active(reap_event_.get(), EV_TIMEOUT, 1);
 }
 
 void Worker::on_reap() {
@@ -297,12 +296,12 @@ void Worker::on_drain() {
     if (draining_) return;
     draining_ = true;
     close_listeners();
-    evtimer_del(resume_timer_);
+    evtimer_del(resume_timer_.get());
     std::vector<Connection*> all;
     for (auto& [raw, owned] : connections_) all.push_back(raw);
     for (Connection* conn : all) conn->begin_drain();
     timeval tv = ms_to_tv(drain_grace_ms_.load());
-    evtimer_add(grace_timer_, &tv);
+    evtimer_add(grace_timer_.get(), &tv);
     LOG_DEBUG("worker %d draining %zu connections", index_, connections_.size());
     maybe_exit();
 }
@@ -320,11 +319,10 @@ void Worker::on_grace_expired() {
 
 void Worker::maybe_exit() {
     // Finished connections still wait in reap_list_ until on_reap; exit once all are freed.
-    if (draining_ && connections_.empty()) event_base_loopexit(base_, nullptr);
+    if (draining_ && connections_.empty()) event_base_loopexit(base_.get(), nullptr);
 }
 
 void Worker::close_listeners() {
-    for (evconnlistener* l : listeners_) evconnlistener_free(l);
     listeners_.clear();
 }
 

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "hallpass/base/event_handles.h"
 #include "hallpass/base/net_set.h"
 #include "hallpass/config/config.h"
 #include "hallpass/http/http_parser.h"
@@ -19,10 +20,6 @@
 #include "hallpass/proxy/client_table.h"
 #include "hallpass/proxy/destination_guard.h"
 #include "hallpass/rules/rule_store.h"
-
-struct event;
-struct event_base;
-struct evconnlistener;
 
 namespace hallpass {
 
@@ -98,7 +95,7 @@ class Worker {
     int index() const { return index_; }
 
     // For connections (worker thread only).
-    event_base* base() const { return base_; }
+    event_base* base() const { return base_.get(); }
     const ServerConfig& config() const { return cfg_; }
     const SharedState& shared() const { return shared_; }
     ClientTable& clients() { return shared_.clients; }
@@ -141,18 +138,18 @@ class Worker {
     ParseLimits limits_;
     std::shared_ptr<const HostsTable> hosts_;
     SharedState& shared_;
-    event_base* base_ = nullptr;
+    EventBasePtr base_;  // declared before what lives on it; the destructor frees in order
     std::unique_ptr<DnsResolver> dns_;
     std::unique_ptr<UpstreamPool> pool_;
     std::unique_ptr<PipePool> pipes_;
-    std::vector<evconnlistener*> listeners_;
-    event* reap_event_ = nullptr;
-    event* drain_event_ = nullptr;
-    event* grace_timer_ = nullptr;
-    event* resume_timer_ = nullptr;  // re-enables accepting after EMFILE
-    event* refresh_event_ = nullptr;
-    event* stats_timer_ = nullptr;  // 1 s, persistent; only with SharedState::stats
-    event* evict_event_ = nullptr;
+    std::vector<ListenerPtr> listeners_;
+    EventPtr reap_event_;
+    EventPtr drain_event_;
+    EventPtr grace_timer_;
+    EventPtr resume_timer_;  // re-enables accepting after EMFILE
+    EventPtr refresh_event_;
+    EventPtr stats_timer_;  // 1 s, persistent; only with SharedState::stats
+    EventPtr evict_event_;
     std::mutex evict_mu_;
     std::vector<uint64_t> evict_ids_;  // guarded by evict_mu_
     RuleCache rules_;
