@@ -124,6 +124,23 @@ rss_kib() {
 
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
+# cpu_ticks PID: utime + stime of PID (all its threads) and its descendants, in clock ticks
+# (CLK_TCK per second). The command name may hold spaces: fields are counted after its ")".
+cpu_ticks() {
+    local pid=$1 total=0 p t
+    local queue=("$pid")
+    while [ ${#queue[@]} -gt 0 ]; do
+        p=${queue[0]}
+        queue=("${queue[@]:1}")
+        t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
+        total=$((total + ${t:-0}))
+        # shellcheck disable=SC2207
+        queue+=($(pgrep -P "$p" || true))
+    done
+    echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 # ---------------------------------------------------------------------------------------------
 # Origin: one nginx worker, access_log off, /1k and /big over HTTP, the same files over TLS.
 
@@ -232,7 +249,10 @@ start_hallpass() {
     cat >"$BENCH_TMP/$tag.yaml" <<EOF
 server:
   admin: "off"  # several instances run at once; the default admin port would clash
-  connect_ports: [$TLS_PORT]
+  # TLS inside a tunnel, and plain HTTP inside one (the proxy's own cost, without TLS's).
+  connect_ports: [$TLS_PORT, $ORIGIN_PORT]
+  # Every request is logged, as in production.
+  access_log: {path: $BENCH_TMP/$tag-access.log, format: squid}
   max_connections: 20000
   max_connections_per_client: 20000
   # The origins run on this host, which hallpass refuses to reach by default.
@@ -302,6 +322,7 @@ MaxClients 2048
 Allow 127.0.0.1
 ViaProxyName "tinyproxy"
 ConnectPort $TLS_PORT
+ConnectPort $ORIGIN_PORT
 EOF
     start_bg "$tag" tinyproxy -d -c "$BENCH_TMP/$tag/tinyproxy.conf"
     PROXY_PID=$START_PID
@@ -309,10 +330,67 @@ EOF
         die "tinyproxy did not start: $(tail -5 "$BENCH_TMP/$tag.err")"
 }
 
-# start_proxy NAME TAG: NAME is one of hallpass squid tinyproxy tinyproxy_quiet.
+# HAProxy, the reference for raw relay cost: 2 threads, no logging. Three frontends: HTTP mode as
+# a reverse proxy to nginx with "http-reuse always" (PROXY_PORT: wrk's absolute-form requests and
+# the plain download go here), and TCP mode with splice(2) both ways to nginx's plain port
+# (HAPROXY_TCP_PORT: the plain download through a blind relay, to compare with a CONNECT tunnel
+# carrying plain HTTP) and to its TLS port (HAPROXY_TLS_PORT: the TLS download).
+start_haproxy() {
+    local tag=$1
+    PROXY_PORT=$(free_port)
+    HAPROXY_TCP_PORT=$(free_port)
+    HAPROXY_TLS_PORT=$(free_port)
+    mkdir -p "$BENCH_TMP/$tag"
+    cat >"$BENCH_TMP/$tag/haproxy.cfg" <<EOF
+global
+    nbthread 2
+    maxconn 5000
+defaults
+    timeout connect 10s
+    timeout client 600s
+    timeout server 600s
+frontend http_in
+    mode http
+    bind 127.0.0.1:$PROXY_PORT
+    default_backend nginx_http
+backend nginx_http
+    mode http
+    http-reuse always
+    server origin 127.0.0.1:$ORIGIN_PORT
+frontend tcp_in
+    mode tcp
+    bind 127.0.0.1:$HAPROXY_TCP_PORT
+    option splice-request
+    option splice-response
+    default_backend nginx_tcp
+backend nginx_tcp
+    mode tcp
+    option splice-request
+    option splice-response
+    server origin 127.0.0.1:$ORIGIN_PORT
+frontend tls_in
+    mode tcp
+    bind 127.0.0.1:$HAPROXY_TLS_PORT
+    option splice-request
+    option splice-response
+    default_backend nginx_tls
+backend nginx_tls
+    mode tcp
+    option splice-request
+    option splice-response
+    server origin 127.0.0.1:$TLS_PORT
+EOF
+    start_bg "$tag" haproxy -db -f "$BENCH_TMP/$tag/haproxy.cfg"
+    PROXY_PID=$START_PID
+    wait_port "$PROXY_PORT" "$PROXY_PID" && wait_port "$HAPROXY_TCP_PORT" "$PROXY_PID" ||
+        die "haproxy did not start: $(tail -5 "$BENCH_TMP/$tag.err")"
+}
+
+# start_proxy NAME TAG: NAME is one of hallpass squid tinyproxy tinyproxy_quiet haproxy.
 start_proxy() {
     case $1 in
         hallpass) start_hallpass "$2" ;;
+        haproxy) start_haproxy "$2" ;;
         squid) start_squid "$2" ;;
         tinyproxy) start_tinyproxy "$2" Info ;;
         tinyproxy_quiet) start_tinyproxy "$2" Critical ;;
@@ -320,9 +398,19 @@ start_proxy() {
     esac
 }
 
-# fetch_check PROXYPORT: one /1k through the proxy, plain and through a CONNECT tunnel.
+# fetch_check PROXYPORT [haproxy]: one /1k through the proxy, plain and through a CONNECT
+# tunnel (for HAProxy, which is no forward proxy: through its HTTP and TCP frontends).
 fetch_check() {
     local port=$1 plain tunnel
+    if [ "${2:-}" = haproxy ]; then
+        plain=$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' --max-time 10 \
+            -x "http://127.0.0.1:$port" "$ORIGIN_URL_1K" || true)
+        tunnel=$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' --max-time 10 \
+            --noproxy '*' "http://127.0.0.1:$HAPROXY_TCP_PORT/1k" || true)
+        [ "$plain" = "200:1024" ] && [ "$tunnel" = "200:1024" ] && return 0
+        log "check through haproxy failed: http $plain, tcp $tunnel (want 200:1024)"
+        return 1
+    fi
     plain=$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' --max-time 10 \
         -x "http://127.0.0.1:$port" "$ORIGIN_URL_1K" || true)
     tunnel=$(curl -s -k -o /dev/null -w '%{http_code}:%{size_download}' --max-time 10 \
