@@ -169,7 +169,8 @@ Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer
 }
 
 Connection::~Connection() {
-    relay_.reset();  // before the sockets it moves bytes between
+    relay_.reset();  // before the sockets they move bytes between
+    body_pump_.reset();
 }
 
 // ---- lifecycle -------------------------------------------------------------------------------
@@ -229,6 +230,7 @@ void Connection::finish(const char* reason) {
     }
     end_lookup();
     if (relay_) relay_->stop();
+    if (body_pump_) body_pump_->stop();
     if (timer_) event_del(timer_.get());
     set_idle(false);
     unwatch_client();
@@ -293,7 +295,9 @@ void Connection::on_timer() {
             return;
         case State::Exchanging: {
             // Lazy deadline: re-armed for the remainder when bytes moved since it was set.
-            int64_t idle = loop_now_ms(client_.get()) - last_activity_ms_;
+            int64_t last = last_activity_ms_;
+            if (body_pump_) last = std::max(last, body_pump_->last_activity_ms());
+            int64_t idle = loop_now_ms(client_.get()) - last;
             if (idle < cfg.response_timeout_ms) {
                 arm_timer(cfg.response_timeout_ms - idle);
                 return;
@@ -1100,7 +1104,72 @@ void Connection::read_response_head() {
     }
 }
 
+bool Connection::body_can_bypass() const {
+    constexpr uint64_t kMinBody = 64 * 1024;  // smaller bodies cost less to copy than to set up
+    if (!worker_.pipes() || dechunk_ || !req_body_done_) return false;
+    if (evbuffer_get_length(bufferevent_get_output(upstream_.get())) != 0) return false;
+    if (resp_framing_.kind == BodyKind::UntilClose) return true;
+    return resp_framing_.kind == BodyKind::Length &&
+           resp_remaining_ >= kMinBody + evbuffer_get_length(bufferevent_get_input(upstream_.get()));
+}
+
+void Connection::start_body_pump() {
+    // The buffers step aside: what the client's output holds (the response head, maybe some
+    // body) and what the upstream's input holds go first, then the rest socket to socket.
+    upstream_paused_ = false;
+    for (bufferevent* bev : {client_.get(), upstream_.get()}) {
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    }
+    const uint64_t limit =
+        resp_framing_.kind == BodyKind::Length ? resp_remaining_ : Pump::kNoLimit;
+    body_pump_ = std::make_unique<Pump>(
+        worker_.base(), static_cast<int>(bufferevent_getfd(upstream_.get())),
+        static_cast<int>(bufferevent_getfd(client_.get())), worker_.config().buffer_bytes,
+        worker_.pipes(), this, limit);
+    evbuffer* queued = bufferevent_get_output(client_.get());
+    evbuffer_unfreeze(queued, 1);  // bufferevent_socket keeps the start of its output frozen
+    bool ok = body_pump_->preload(queued);
+    evbuffer_freeze(queued, 1);
+    ok = ok && body_pump_->preload_source(bufferevent_get_input(upstream_.get()));
+    if (!ok || !body_pump_->start()) {
+        body_pump_.reset();
+        finish("out of memory");
+    }
+}
+
+void Connection::on_pump_end(Pump& pump, Pump::Step how) {
+    // The pump is done with the sockets; it is freed when this returns (it touches nothing
+    // after calling here).
+    std::unique_ptr<Pump> ended = std::move(body_pump_);
+    client_out_total_ += pump.moved();  // body bytes that went around the client's buffer
+    touch();
+    if (how == Pump::Step::SinkError) {
+        finish("client reset mid-response");
+        return;
+    }
+    bufferevent_enable(client_.get(), EV_WRITE);
+    if (resp_framing_.kind == BodyKind::Length) resp_remaining_ = pump.remaining();
+    const bool complete = how == Pump::Step::Done ||
+                          (how == Pump::Step::Eof && resp_framing_.kind == BodyKind::UntilClose);
+    if (!complete) {
+        LOG_DEBUG("c=%llu %s", static_cast<unsigned long long>(id_),
+                  how == Pump::Step::SourceError ? "upstream reset mid-response"
+                                                 : "upstream closed mid-response");
+        abort_response();
+        return;
+    }
+    if (resp_framing_.kind == BodyKind::UntilClose) upstream_reusable_ = false;
+    resp_done_ = true;
+    on_response_complete();
+}
+
 void Connection::pump_response_body() {
+    if (body_pump_) return;  // the pump moves the body
+    if (body_can_bypass()) {
+        start_body_pump();
+        return;
+    }
     evbuffer* in = bufferevent_get_input(upstream_.get());
     evbuffer* out = bufferevent_get_output(client_.get());
     const size_t high = worker_.config().buffer_bytes;
@@ -1375,6 +1444,7 @@ void Connection::end_txn(const std::string& error) {
 }
 
 void Connection::free_upstream() {
+    body_pump_.reset();  // it moves bytes from the upstream's socket
     if (!upstream_) return;
     upstream_.reset();
     upstream_paused_ = false;

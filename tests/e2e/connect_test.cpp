@@ -3,11 +3,6 @@
 // targets that cannot be reached (502), and splice(2): pipes hold bytes only while a tunnel has
 // bytes in flight.
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
-
-#include <set>
 
 #include "harness.h"
 
@@ -195,36 +190,6 @@ TEST_CASE("connect: unreachable targets get 502 with the reason") {
     }
     CHECK(probe(proxy.port(), origin.port()) == 200);
 }
-
-namespace {
-
-// Pipes process `pid` holds (its descriptors that are "pipe:[...]").
-size_t pipes_of(pid_t pid) {
-    size_t n = 0;
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec))
-        if (fs::read_symlink(entry.path(), ec).string().rfind("pipe:", 0) == 0) ++n;
-    return n;
-}
-
-// Bytes waiting in those pipes (each pipe once, opened again through /proc, then FIONREAD).
-size_t bytes_in_pipes(pid_t pid) {
-    size_t total = 0;
-    std::set<std::string> seen;
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
-        std::string target = fs::read_symlink(entry.path(), ec).string();
-        if (target.rfind("pipe:", 0) != 0 || !seen.insert(target).second) continue;
-        int fd = ::open(entry.path().c_str(), O_RDONLY | O_NONBLOCK);
-        if (fd < 0) continue;
-        int n = 0;
-        if (::ioctl(fd, FIONREAD, &n) == 0 && n > 0) total += static_cast<size_t>(n);
-        ::close(fd);
-    }
-    return total;
-}
-
-}  // namespace
 
 TEST_CASE("connect: tunnels splice through pipes that only tunnels moving bytes hold") {
     TempDir dir;

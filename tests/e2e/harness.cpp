@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -26,6 +27,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -336,6 +338,30 @@ Ms process_cpu_time(pid_t pid) {
     long hz = ::sysconf(_SC_CLK_TCK);
     if (utime < 0 || stime < 0 || hz <= 0) return Ms(-1);
     return Ms((utime + stime) * 1000 / hz);
+}
+
+size_t pipes_of(pid_t pid) {
+    size_t n = 0;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec))
+        if (fs::read_symlink(entry.path(), ec).string().rfind("pipe:", 0) == 0) ++n;
+    return n;
+}
+
+size_t bytes_in_pipes(pid_t pid) {
+    size_t total = 0;
+    std::set<std::string> seen;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+        std::string target = fs::read_symlink(entry.path(), ec).string();
+        if (target.rfind("pipe:", 0) != 0 || !seen.insert(target).second) continue;
+        int fd = ::open(entry.path().c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) continue;
+        int n = 0;
+        if (::ioctl(fd, FIONREAD, &n) == 0 && n > 0) total += static_cast<size_t>(n);
+        ::close(fd);
+    }
+    return total;
 }
 
 long open_fd_count(pid_t pid) {

@@ -85,6 +85,10 @@ fs::path artifacts_dir();
 Ms process_cpu_time(pid_t pid);
 // Open file descriptors of a process (entries of /proc/PID/fd); -1 when unknown.
 long open_fd_count(pid_t pid);
+// Pipe descriptors process `pid` holds, and the bytes waiting in its pipes (each pipe counted
+// once: opened again through /proc/PID/fd, then FIONREAD). Needs root, as the tests run.
+size_t pipes_of(pid_t pid);
+size_t bytes_in_pipes(pid_t pid);
 // Raises this process's soft RLIMIT_NOFILE towards `wanted` (never above the hard limit) and
 // returns the soft limit now in force. Children started afterwards inherit it.
 long raise_fd_limit(long wanted);

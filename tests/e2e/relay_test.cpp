@@ -421,3 +421,94 @@ TEST_CASE("relay: an IPv6 loopback listener serves requests") {
         CHECK(r->body == std::string(1024, '6'));
     }
 }
+
+TEST_CASE("relay: large bodies go socket to socket (splice), whole, and keep-alive goes on") {
+    TempDir dir;
+    Nginx origin(dir);
+    std::string big(8 << 20, '\0');
+    for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+    origin.put("big", big);
+    origin.put("1k", std::string(1024, 'k'));
+    HallpassOptions opts;
+    opts.server_yaml = "buffer_bytes: 262144\naccess_log: {path: access.log, format: squid}";
+    Hallpass proxy(dir, opts);
+
+    // A client that does not read yet: the body's bytes in flight sit in a pipe.
+    RawClient c(proxy.port(), "127.0.0.1", 5s, /*rcvbuf=*/16 * 1024);
+    c.send(proxy_get(origin.port(), "/big"));
+    std::this_thread::sleep_for(500ms);
+    const size_t in_pipes = bytes_in_pipes(proxy.pid());
+    MESSAGE("while the client does not read: " << in_pipes << " bytes in pipes");
+    CHECK(in_pipes > 0);
+    CHECK(in_pipes <= 262144);
+    auto r = c.read_final_response(30s);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body.size() == big.size());
+    CHECK(r->body == big);
+    // The same connection serves the next request, on the pooled upstream connection.
+    c.send(proxy_get(origin.port(), "/1k"));
+    auto next = c.read_final_response();
+    REQUIRE(next);
+    CHECK(next->body == std::string(1024, 'k'));
+    REQUIRE(origin.wait_for_accesses(2));
+    auto seen = origin.accesses();
+    CHECK(seen[0].connection == seen[1].connection);
+    CHECK(bytes_in_pipes(proxy.pid()) == 0);
+    // The access log counts the body that went around the buffers: head + 8 MiB.
+    const size_t head_bytes = r->head.size();
+    std::string big_line;
+    CHECK(wait_until(
+        [&] {
+            for (const auto& line : lines_with(read_file(dir / "access.log"), "/big")) big_line = line;
+            return !big_line.empty();
+        },
+        5s));
+    INFO(big_line);
+    CHECK(contains(big_line, " " + std::to_string(head_bytes + big.size()) + " GET "));
+}
+
+TEST_CASE("relay: a spliced body cut short by the origin ends the client's connection") {
+    TempDir dir;
+    SUBCASE("Content-Length: the client gets what came, then a close") {
+        ScriptedOrigin::Options o;
+        o.reply = "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n" + std::string(300000, 'x');
+        o.close_after_reply = true;
+        o.pause_after_reply = 200ms;
+        ScriptedOrigin origin(o);
+        Hallpass proxy(dir, HallpassOptions{});
+        RawClient c(proxy.port());
+        c.send(proxy_get(origin.port(), "/"));
+        std::string got = c.read_until_close(10s);
+        CHECK(got.find("Content-Length: 1048576") != std::string::npos);
+        const size_t body = got.size() - (got.find("\r\n\r\n") + 4);
+        CHECK(body == 300000);
+        CHECK(c.last_end() == RawClient::End::Closed);
+    }
+    SUBCASE("delimited by close: the whole body, then the close") {
+        ScriptedOrigin::Options o;
+        o.reply = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + std::string(1 << 20, 'y');
+        o.close_after_reply = true;
+        ScriptedOrigin origin(o);
+        Hallpass proxy(dir, HallpassOptions{});
+        RawClient c(proxy.port());
+        c.send(proxy_get(origin.port(), "/"));
+        std::string got = c.read_until_close(10s);
+        const size_t body = got.size() - (got.find("\r\n\r\n") + 4);
+        CHECK(body == (1u << 20));
+        CHECK(c.last_end() == RawClient::End::Closed);
+    }
+    SUBCASE("the origin resets mid-body: the client is reset too") {
+        ScriptedOrigin::Options o;
+        o.mode = ScriptedOrigin::Mode::ResetMidResponse;
+        o.reply = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + std::string(200000, 'z');
+        o.pause_after_reply = 200ms;
+        ScriptedOrigin origin(o);
+        Hallpass proxy(dir, HallpassOptions{});
+        RawClient c(proxy.port());
+        c.send(proxy_get(origin.port(), "/"));
+        c.read_until_close(10s);
+        // A body delimited by close must not look complete: a reset, not a clean close.
+        CHECK(c.last_end() == RawClient::End::Reset);
+    }
+}

@@ -59,7 +59,8 @@ struct ServerConfig {
     size_t max_headers = 100;          // header fields -> 431
     int max_connections = 10'000;      // client connections, all workers -> 503
     size_t buffer_bytes = 256 * 1024;  // per direction before reading pauses (backpressure)
-    // Tunnels move bytes with splice(2) through pipes (no copy through user space); false: copy.
+    // Tunnels and large response bodies move with splice(2) through pipes (no copy through
+    // user space); false: copy.
     bool splice = true;
 
     // Upstream keep-alive pool (per worker).

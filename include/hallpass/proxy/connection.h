@@ -18,6 +18,7 @@
 #include "hallpass/http/http_parser.h"
 #include "hallpass/http/uri.h"
 #include "hallpass/observe/transaction.h"
+#include "hallpass/proxy/pump.h"
 #include "hallpass/proxy/relay.h"
 
 namespace hallpass {
@@ -26,7 +27,7 @@ class Worker;
 class RuleSet;
 struct DnsAnswer;
 
-class Connection final : public Relay::Owner {
+class Connection final : public Relay::Owner, public Pump::Owner {
   public:
     enum class State {
         ReadingHead,  // waiting for (the rest of) a request head; keep-alive idle too
@@ -110,6 +111,11 @@ class Connection final : public Relay::Owner {
     void pump_request_body();
     void read_response_head();
     void pump_response_body();
+    // A body framed by Content-Length (64 KiB or more to come) or by close, not de-chunked,
+    // with the request all sent: moved by a Pump (splice) instead of through the buffers.
+    bool body_can_bypass() const;
+    void start_body_pump();
+    void on_pump_end(Pump& pump, Pump::Step how) override;
     void on_response_complete();
     void on_upstream_closed(bool error);
     void fail_upstream(int status, const std::string& detail);
@@ -147,6 +153,7 @@ class Connection final : public Relay::Owner {
     uint64_t dns_ticket_ = 0;
     bool lookup_counted_ = false;  // holds one of the client's max_dns_lookups_per_client
     std::unique_ptr<Relay> relay_;
+    std::unique_ptr<Pump> body_pump_;  // the response body, upstream -> client, while it moves
     int64_t last_activity_ms_ = 0;
 
     // Connection-wide flags.
