@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,14 +36,15 @@ void accept_error_cb(evconnlistener* listener, void* arg) {
     static_cast<Worker*>(arg)->on_accept_error(listener);
 }
 void reap_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_reap(); }
-void drain_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_drain(); }
+void wake_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_wake(); }
 void grace_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_grace_expired(); }
-void refresh_cb(evutil_socket_t, short, void* arg) {
-    static_cast<Worker*>(arg)->on_rules_refresh();
-}
 void resume_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_resume_accept(); }
 void stats_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_stats_tick(); }
-void evict_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_evict(); }
+
+// What other threads ask of a worker: bits of Worker::wake_requests_.
+constexpr unsigned kWakeDrain = 1;
+constexpr unsigned kWakeRefresh = 2;
+constexpr unsigned kWakeEvict = 4;
 
 timeval ms_to_tv(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
 
@@ -64,16 +66,17 @@ Worker::~Worker() {
     close_listeners();
     pool_.reset();
     dns_.reset();
-    for (EventPtr* ev : {&reap_event_, &drain_event_, &grace_timer_, &resume_timer_,
-                         &refresh_event_, &stats_timer_, &evict_event_})
+    for (EventPtr* ev : {&reap_event_, &wake_event_, &grace_timer_, &resume_timer_, &stats_timer_})
         ev->reset();
     base_.reset();
 }
 
 Result<bool> Worker::init(const std::vector<int>& listen_fds) {
+    // One thread per base, and other threads reach it only through the eventfd below: the base
+    // needs no lock, which every event_add and event_del would otherwise take.
     event_config* ec = event_config_new();
-    // One thread per base: libevent's own locking is not needed inside a worker, but the
-    // cross-thread event_active() of request_drain() is, so the base keeps its lock.
+    if (!ec) return Error{"cannot create an event loop"};
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
     base_.reset(event_base_new_with_config(ec));
     event_config_free(ec);
     if (!base_) return Error{"cannot create an event loop"};
@@ -89,13 +92,14 @@ Result<bool> Worker::init(const std::vector<int>& listen_fds) {
                                             std::min<size_t>(cfg_.buffer_bytes, 1 << 20));
     }
     reap_event_.reset(event_new(base_.get(), -1, 0, reap_cb, this));
-    drain_event_.reset(event_new(base_.get(), -1, 0, drain_cb, this));
+    wake_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!wake_fd_) return Error{"cannot create an eventfd: " + std::string(std::strerror(errno))};
+    wake_event_.reset(event_new(base_.get(), wake_fd_.get(), EV_READ | EV_PERSIST, wake_cb, this));
+    if (!wake_event_ || event_add(wake_event_.get(), nullptr) != 0)
+        return Error{"cannot watch the worker's eventfd"};
     grace_timer_.reset(evtimer_new(base_.get(), grace_cb, this));
     resume_timer_.reset(evtimer_new(base_.get(), resume_cb, this));
-    refresh_event_.reset(event_new(base_.get(), -1, 0, refresh_cb, this));
-    evict_event_.reset(event_new(base_.get(), -1, 0, evict_cb, this));
-    if (!reap_event_ || !drain_event_ || !grace_timer_ || !resume_timer_ || !refresh_event_ ||
-        !evict_event_)
+    if (!reap_event_ || !grace_timer_ || !resume_timer_)
         return Error{"cannot create the worker's events"};
     if (shared_.stats) {
         stats_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, stats_cb, this));
@@ -124,19 +128,37 @@ void Worker::join() {
     if (thread_.joinable()) thread_.join();
 }
 
-void Worker::request_drain(int grace_ms) {
-    drain_grace_ms_.store(grace_ms);
-    event_active(drain_event_.get(), EV_TIMEOUT, 1);
+void Worker::wake(unsigned request) {
+    wake_requests_.fetch_or(request);
+    const uint64_t one = 1;
+    // The counter only grows until the worker reads it; EAGAIN (it is full) still wakes it.
+    ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+    (void)n;
 }
 
-void Worker::request_rules_refresh() { event_active(refresh_event_.get(), EV_TIMEOUT, 1); }
+void Worker::on_wake() {
+    uint64_t count = 0;
+    ssize_t n = ::read(wake_fd_.get(), &count, sizeof count);
+    (void)n;
+    const unsigned requests = wake_requests_.exchange(0);
+    if (requests & kWakeRefresh) on_rules_refresh();
+    if (requests & kWakeEvict) on_evict();
+    if (requests & kWakeDrain) on_drain();
+}
+
+void Worker::request_drain(int grace_ms) {
+    drain_grace_ms_.store(grace_ms);
+    wake(kWakeDrain);
+}
+
+void Worker::request_rules_refresh() { wake(kWakeRefresh); }
 
 void Worker::request_evict(uint64_t id) {
     {
         std::lock_guard lock(evict_mu_);
         evict_ids_.push_back(id);
     }
-    event_active(evict_event_.get(), EV_TIMEOUT, 1);
+    wake(kWakeEvict);
 }
 
 void Worker::on_evict() {

@@ -1,7 +1,8 @@
 // One worker thread: its own event_base, its own SO_REUSEPORT listeners (the kernel spreads
 // accepted connections across workers), its connections, DNS resolver and upstream pool, and the
 // reaper that frees finished connections on a later loop turn. Other threads reach a worker only
-// through request_drain()/request_stop(), which activate one of its events.
+// through request_drain(), request_rules_refresh() and request_evict(), which set a bit and write
+// to the worker's eventfd; its event base has no lock.
 #pragma once
 
 #include <atomic>
@@ -118,6 +119,8 @@ class Worker {
     void on_accept_error(evconnlistener* listener);
     void on_reap();
     void on_drain();
+    void on_wake();
+    void wake(unsigned request);  // from any thread
     void on_grace_expired();
     void on_resume_accept();
     void on_rules_refresh() { (void)rules_.get(); }
@@ -144,18 +147,18 @@ class Worker {
     std::unique_ptr<PipePool> pipes_;
     std::vector<ListenerPtr> listeners_;
     EventPtr reap_event_;
-    EventPtr drain_event_;
+    UniqueFd wake_fd_;    // eventfd: other threads' requests (wake_requests_) wake the loop
+    EventPtr wake_event_;
     EventPtr grace_timer_;
     EventPtr resume_timer_;  // re-enables accepting after EMFILE
-    EventPtr refresh_event_;
     EventPtr stats_timer_;  // 1 s, persistent; only with SharedState::stats
-    EventPtr evict_event_;
     std::mutex evict_mu_;
     std::vector<uint64_t> evict_ids_;  // guarded by evict_mu_
     RuleCache rules_;
     std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
     std::vector<Connection*> reap_list_;
     std::atomic<int> drain_grace_ms_{0};
+    std::atomic<unsigned> wake_requests_{0};  // kWake* bits, taken by on_wake()
     bool draining_ = false;
     time_t last_refusal_log_s_ = 0;
     uint64_t refusals_ = 0;
