@@ -171,6 +171,7 @@ Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer
 Connection::~Connection() {
     relay_.reset();  // before the sockets they move bytes between
     body_pump_.reset();
+    req_pump_.reset();
 }
 
 // ---- lifecycle -------------------------------------------------------------------------------
@@ -231,6 +232,7 @@ void Connection::finish(const char* reason) {
     end_lookup();
     if (relay_) relay_->stop();
     if (body_pump_) body_pump_->stop();
+    if (req_pump_) req_pump_->stop();
     if (timer_) event_del(timer_.get());
     set_idle(false);
     unwatch_client();
@@ -297,6 +299,7 @@ void Connection::on_timer() {
             // Lazy deadline: re-armed for the remainder when bytes moved since it was set.
             int64_t last = last_activity_ms_;
             if (body_pump_) last = std::max(last, body_pump_->last_activity_ms());
+            if (req_pump_) last = std::max(last, req_pump_->last_activity_ms());
             int64_t idle = loop_now_ms(client_.get()) - last;
             if (idle < cfg.response_timeout_ms) {
                 arm_timer(cfg.response_timeout_ms - idle);
@@ -961,8 +964,85 @@ void Connection::send_request() {
     pump_request_body();
 }
 
+bool Connection::request_can_bypass() const {
+    constexpr uint64_t kMinBody = 64 * 1024;
+    return worker_.pipes() && req_framing_.kind == BodyKind::Length && !client_eof_ &&
+           req_remaining_ >= kMinBody + evbuffer_get_length(bufferevent_get_input(client_.get()));
+}
+
+void Connection::start_request_pump() {
+    // The client's input steps aside (its output still carries the response), and so does the
+    // upstream's output: the head queued there goes first, then the body bytes read with the
+    // client's head, then the rest socket to socket.
+    client_paused_ = false;
+    unwatch_client();
+    bufferevent_disable(client_.get(), EV_READ);
+    bufferevent_disable(upstream_.get(), EV_WRITE);
+    bufferevent_setwatermark(upstream_.get(), EV_WRITE, 0, 0);
+    evbuffer* early = bufferevent_get_input(client_.get());
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(evbuffer_get_length(early), req_remaining_));
+    req_pump_ = std::make_unique<Pump>(
+        worker_.base(), static_cast<int>(bufferevent_getfd(client_.get())),
+        static_cast<int>(bufferevent_getfd(upstream_.get())), worker_.config().buffer_bytes,
+        worker_.pipes(), this, req_remaining_ - n);
+    evbuffer* queued = bufferevent_get_output(upstream_.get());
+    evbuffer_unfreeze(queued, 1);  // bufferevent_socket keeps the start of its output frozen
+    bool ok = req_pump_->preload(queued);
+    evbuffer_freeze(queued, 1);
+    // The body bytes that came with the head leave the client's input (its callback counts
+    // them) without counting as the pump's.
+    EvbufferPtr part(evbuffer_new());
+    ok = ok && part && evbuffer_remove_buffer(early, part.get(), n) == static_cast<int>(n) &&
+         req_pump_->preload(part.get());
+    if (!ok || !req_pump_->start()) {
+        req_pump_.reset();
+        finish("out of memory");
+    }
+}
+
+void Connection::on_request_pump_end(Pump& pump, Pump::Step how) {
+    std::unique_ptr<Pump> ended = std::move(req_pump_);  // freed when this returns
+    client_in_total_ += pump.moved();  // request bytes that went around the client's buffer
+    touch();
+    switch (how) {
+        case Pump::Step::Done:
+            req_remaining_ = 0;
+            req_body_done_ = true;
+            bufferevent_enable(client_.get(), EV_READ);
+            bufferevent_enable(upstream_.get(), EV_WRITE);
+            if (resp_done_) on_response_complete();
+            return;
+        case Pump::Step::Eof:
+            client_eof_ = true;
+            finish("client closed mid-request");
+            return;
+        case Pump::Step::SourceError:
+            finish("client connection error");
+            return;
+        case Pump::Step::SinkError:
+            // The upstream stopped taking the body (it may have answered early, or reset).
+            if (!response_started_) {
+                fail_upstream(502, "the upstream server " + pool_key_ +
+                                       " reset the connection during the request body");
+            } else {
+                client_keep_alive_ = false;
+                abort_response();
+            }
+            return;
+        case Pump::Step::NeedMore:
+        case Pump::Step::Paused:
+            return;
+    }
+}
+
 void Connection::pump_request_body() {
     if (req_body_done_ || state_ != State::Exchanging) return;
+    if (req_pump_) return;  // the pump moves the body
+    if (request_can_bypass()) {
+        start_request_pump();
+        return;
+    }
     evbuffer* in = bufferevent_get_input(client_.get());
     evbuffer* out = bufferevent_get_output(upstream_.get());
     const size_t high = worker_.config().buffer_bytes;
@@ -1139,6 +1219,10 @@ void Connection::start_body_pump() {
 }
 
 void Connection::on_pump_end(Pump& pump, Pump::Step how) {
+    if (&pump == req_pump_.get()) {
+        on_request_pump_end(pump, how);
+        return;
+    }
     // The pump is done with the sockets; it is freed when this returns (it touches nothing
     // after calling here).
     std::unique_ptr<Pump> ended = std::move(body_pump_);
@@ -1435,6 +1519,7 @@ void Connection::end_txn(const std::string& error) {
     txn_.elapsed_ms = loop_now_ms(client_.get()) - txn_start_ms_;
     txn_.bytes_to_client = client_out_total_ - txn_out_base_;
     txn_.bytes_from_client = client_in_total_ - txn_in_base_;
+    if (req_pump_) txn_.bytes_from_client += req_pump_->moved();  // the txn ends mid-upload
     if (relay_) {  // a tunnel's bytes bypass the client's buffers
         txn_.bytes_to_client += relay_->bytes_to_client();
         txn_.bytes_from_client += relay_->bytes_from_client();
@@ -1444,7 +1529,8 @@ void Connection::end_txn(const std::string& error) {
 }
 
 void Connection::free_upstream() {
-    body_pump_.reset();  // it moves bytes from the upstream's socket
+    body_pump_.reset();  // they move bytes from and to the upstream's socket
+    req_pump_.reset();
     if (!upstream_) return;
     upstream_.reset();
     upstream_paused_ = false;

@@ -512,3 +512,30 @@ TEST_CASE("relay: a spliced body cut short by the origin ends the client's conne
         CHECK(c.last_end() == RawClient::End::Reset);
     }
 }
+
+TEST_CASE("relay: a large upload goes socket to socket; an origin that stops reading bounds it") {
+    TempDir dir;
+    ScriptedOrigin origin({ScriptedOrigin::Mode::Stall, ""});
+    HallpassOptions opts;
+    opts.server_yaml = "buffer_bytes: 262144";
+    Hallpass proxy(dir, opts);
+    RawClient c(proxy.port());
+    const size_t size = 64 << 20;
+    c.send("POST http://127.0.0.1:" + std::to_string(origin.port()) +
+           "/up HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + std::to_string(size) +
+           "\r\n\r\n");
+    // Offer far more than the kernel's socket buffers and hallpass may hold.
+    const std::string chunk(1 << 20, 'u');
+    size_t sent = 0;
+    for (int i = 0; i < 64; ++i) {
+        size_t n = c.send_some(chunk, 200ms);
+        sent += n;
+        if (n < chunk.size()) break;
+    }
+    std::this_thread::sleep_for(300ms);
+    const size_t in_pipes = bytes_in_pipes(proxy.pid());
+    MESSAGE("the client got " << sent << " bytes out; " << in_pipes << " bytes in hallpass's pipes");
+    CHECK(sent < size / 4);  // stopped by backpressure, not swallowed
+    CHECK(in_pipes > 0);     // the body's bytes in flight sit in a pipe
+    CHECK(in_pipes <= 262144);
+}

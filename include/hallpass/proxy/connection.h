@@ -115,6 +115,11 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     // with the request all sent: moved by a Pump (splice) instead of through the buffers.
     bool body_can_bypass() const;
     void start_body_pump();
+    // The same for a request body framed by Content-Length (64 KiB or more to come), client ->
+    // upstream, once the head is out; the response is read meanwhile as always.
+    bool request_can_bypass() const;
+    void start_request_pump();
+    void on_request_pump_end(Pump& pump, Pump::Step how);
     void on_pump_end(Pump& pump, Pump::Step how) override;
     void on_response_complete();
     void on_upstream_closed(bool error);
@@ -154,6 +159,7 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     bool lookup_counted_ = false;  // holds one of the client's max_dns_lookups_per_client
     std::unique_ptr<Relay> relay_;
     std::unique_ptr<Pump> body_pump_;  // the response body, upstream -> client, while it moves
+    std::unique_ptr<Pump> req_pump_;   // the request body, client -> upstream, while it moves
     int64_t last_activity_ms_ = 0;
 
     // Connection-wide flags.
