@@ -270,6 +270,9 @@ Pump::Step Pump::step() {
                 touch();
                 continue;
             case Io::Again:
+                // Idle until the source has more: an empty copy buffer is not kept (an idle
+                // tunnel should cost little).
+                if (pending() == 0) copy_.reset();
                 set_reading(true);
                 return Step::NeedMore;
             case Io::Eof:
