@@ -232,7 +232,8 @@ TEST_CASE("connect: tunnels splice through pipes that only tunnels moving bytes 
         slow.send(connect_request(authority));
         REQUIRE(slow.read_response(5s, true));
         slow.send("GET /big HTTP/1.1\r\nHost: site.test\r\n\r\n");
-        std::this_thread::sleep_for(500ms);
+        if (splice) wait_until([&] { return bytes_in_pipes(proxy.pid()) > 0; }, 5s);
+        std::this_thread::sleep_for(300ms);
         const size_t stalled_pipes = pipes_of(proxy.pid()) - pipes_at_start;
         const size_t in_pipes = bytes_in_pipes(proxy.pid());
         MESSAGE("while a download is stalled: " << stalled_pipes << " pipe descriptors holding "
