@@ -585,6 +585,53 @@ TEST_CASE("faults: out of descriptors, the proxy pauses accepting, stays idle, a
     for (int i = 0; i < 20; ++i) CHECK(probe(proxy.port(), origin.port()) == 200);
 }
 
+TEST_CASE("faults: out of descriptors, the admin listener pauses too instead of spinning") {
+    TempDir dir;
+    HallpassOptions o;
+    o.threads = 1;
+    o.admin = "127.0.0.1:0";
+    o.command_prefix = {"prlimit", "--nofile=64:64"};
+    o.server_yaml = "head_timeout_ms: 60000\nidle_timeout_ms: 60000";
+    o.log_level = "info";
+    Hallpass proxy(dir, o);
+    // Idle proxy clients take every descriptor (the kernel completes the rest in the backlog).
+    std::vector<std::unique_ptr<RawClient>> idle;
+    for (int i = 0; i < 100; ++i) idle.push_back(std::make_unique<RawClient>(proxy.port()));
+    REQUIRE_MESSAGE(proxy.wait_for_log("pausing accepts", 5s), proxy.stderr_text());
+    // Now the admin endpoint: its accept fails with EMFILE, again and again while clients wait.
+    std::vector<std::unique_ptr<RawClient>> admin_clients;
+    for (int i = 0; i < 20; ++i)
+        admin_clients.push_back(std::make_unique<RawClient>(proxy.admin_port()));
+    REQUIRE_MESSAGE(proxy.wait_for_log("admin: accept failed", 5s), proxy.stderr_text());
+    const Ms cpu_before = process_cpu_time(proxy.pid());
+    const size_t lines_before = proxy.log_count("admin: accept failed");
+    std::this_thread::sleep_for(2s);
+    const Ms cpu_used = process_cpu_time(proxy.pid()) - cpu_before;
+    const size_t lines = proxy.log_count("admin: accept failed") - lines_before;
+    MESSAGE("CPU while the admin listener is starved: " << cpu_used.count() << " ms in 2 s; "
+                                                        << lines << " log lines");
+    CHECK(cpu_used < 300ms);  // a busy loop would burn ~2000 ms
+    CHECK(lines <= 3);        // one line a second, with a count
+    // Once descriptors come back, the admin endpoint answers again.
+    idle.clear();
+    admin_clients.clear();
+    const std::string get = "GET /stats.json HTTP/1.1\r\nHost: 127.0.0.1:" +
+                            std::to_string(proxy.admin_port()) + "\r\n\r\n";
+    CHECK(wait_until(
+        [&] {
+            try {
+                RawClient c(proxy.admin_port());
+                c.send(get);
+                auto r = c.read_final_response(2s);
+                return r && r->status == 200;
+            } catch (const std::exception&) {
+                return false;
+            }
+        },
+        10s));
+    CHECK(proxy.running());
+}
+
 TEST_CASE("faults: the descriptor limit is raised at start, and a low one is reported") {
     TempDir dir;
     SUBCASE("soft limit raised to the hard limit") {
