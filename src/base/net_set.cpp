@@ -49,12 +49,24 @@ std::optional<IpAddr> IpAddr::from_sockaddr(const sockaddr* sa) {
     return std::nullopt;
 }
 
+void append_ipv4(std::string& out, uint32_t addr) {
+    char buf[16];
+    char* p = buf;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        p = std::to_chars(p, buf + sizeof buf, (addr >> shift) & 0xff).ptr;
+        if (shift) *p++ = '.';
+    }
+    out.append(buf, static_cast<size_t>(p - buf));
+}
+
 std::string IpAddr::to_string() const {
-    char buf[INET6_ADDRSTRLEN] = "";
     if (!v6) {
-        in_addr a{htonl(static_cast<uint32_t>(lo))};
-        inet_ntop(AF_INET, &a, buf, sizeof buf);
-    } else {
+        std::string out;
+        append_ipv4(out, static_cast<uint32_t>(lo));
+        return out;
+    }
+    char buf[INET6_ADDRSTRLEN] = "";
+    {
         unsigned char b[16];
         for (int i = 0; i < 8; ++i) {
             b[i] = static_cast<unsigned char>(hi >> (56 - 8 * i));

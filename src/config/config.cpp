@@ -396,8 +396,12 @@ std::string format_address(const sockaddr* addr) {
     char ip[INET6_ADDRSTRLEN] = "?";
     if (addr->sa_family == AF_INET) {
         auto* sin = reinterpret_cast<const sockaddr_in*>(addr);
-        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
-        return std::string(ip) + ":" + std::to_string(ntohs(sin->sin_port));
+        std::string out;
+        append_ipv4(out, ntohl(sin->sin_addr.s_addr));
+        out += ':';
+        char port[8];
+        out.append(port, std::to_chars(port, port + sizeof port, ntohs(sin->sin_port)).ptr);
+        return out;
     }
     if (addr->sa_family == AF_INET6) {
         auto* sin6 = reinterpret_cast<const sockaddr_in6*>(addr);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -68,6 +69,21 @@ void append_printf(std::string& out, const char* fmt, ...) {
     int n = std::vsnprintf(buf, sizeof buf, fmt, args);
     va_end(args);
     if (n > 0) out.append(buf, std::min(static_cast<size_t>(n), sizeof buf - 1));
+}
+
+// Decimal digits without printf (which costs more than the rest of a log line).
+void append_uint(std::string& out, uint64_t v) {
+    char buf[24];
+    out.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+}
+
+// `v` right-aligned in `width` characters, padded with `fill` (printf's "%6d" and "%03d").
+void append_padded(std::string& out, uint64_t v, size_t width, char fill) {
+    char buf[24];
+    char* end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+    const size_t n = static_cast<size_t>(end - buf);
+    if (n < width) out.append(width - n, fill);
+    out.append(buf, n);
 }
 
 void append_json_key(std::string& out, const char* key) {
@@ -139,12 +155,22 @@ void append_squid(std::string& out, const Transaction& txn) {
     // Wall-clock steps can make a measured duration negative; analysers expect >= 0.
     const int64_t elapsed_ms = std::max<int64_t>(txn.elapsed_ms, 0);
     const int64_t end_ms = txn.start_unix_ms + elapsed_ms;
-    append_printf(out, "%6" PRId64 ".%03d %6" PRId64 " ", end_ms / 1000,
-                  static_cast<int>(end_ms % 1000), elapsed_ms);
+    // "%6d.%03d %6d " without printf.
+    const uint64_t end = static_cast<uint64_t>(std::max<int64_t>(end_ms, 0));
+    append_padded(out, end / 1000, 6, ' ');
+    out += '.';
+    append_padded(out, end % 1000, 3, '0');
+    out += ' ';
+    append_padded(out, static_cast<uint64_t>(elapsed_ms), 6, ' ');
+    out += ' ';
     append_field(out, txn.client.to_string());
     out += ' ';
     out += squid_code(txn);
-    append_printf(out, "/%03d %" PRIu64 " ", std::clamp(txn.status, 0, 999), txn.bytes_to_client);
+    out += '/';
+    append_padded(out, static_cast<uint64_t>(std::clamp(txn.status, 0, 999)), 3, '0');
+    out += ' ';
+    append_uint(out, txn.bytes_to_client);
+    out += ' ';
     // Squid writes NONE for a request whose method it never learnt.
     append_field(out, known(txn.method).empty() ? "NONE" : txn.method);
     out += ' ';

@@ -18,6 +18,10 @@ namespace hallpass {
 
 // An IP address in a form that compares as a number: IPv4 in the low 32 bits of `lo` (v6 false),
 // or IPv6 as two 64-bit halves.
+// Appends "a.b.c.d" for an IPv4 address in host byte order (what inet_ntop writes, without its
+// sprintf: this runs for every request's log line).
+void append_ipv4(std::string& out, uint32_t addr);
+
 struct IpAddr {
     bool v6 = false;
     uint64_t hi = 0;

@@ -67,3 +67,16 @@ TEST_CASE("net_set: bad CIDRs say what is wrong") {
         }
     }
 }
+
+TEST_CASE("net_set: IPv4 addresses print as inet_ntop prints them") {
+    for (const char* text : {"0.0.0.0", "1.2.3.4", "10.0.0.255", "127.0.0.1", "255.255.255.255",
+                             "192.168.100.9"}) {
+        CAPTURE(text);
+        auto ip = IpAddr::parse(text);
+        REQUIRE(ip);
+        CHECK(ip->to_string() == text);
+    }
+    std::string out = "x=";
+    append_ipv4(out, 0x7f000001);
+    CHECK(out == "x=127.0.0.1");
+}
