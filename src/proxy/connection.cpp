@@ -257,7 +257,7 @@ void Connection::arm_timer(int64_t ms) {
     evtimer_add(timer_.get(), &tv);
 }
 
-void Connection::touch() { last_activity_ms_ = loop_now_ms(client_.get()); }
+void Connection::touch() { last_activity_ms_ = loop_now_ms(worker_.base()); }
 
 bool Connection::idle() const {
     return state_ == State::ReadingHead && !head_started_ &&
@@ -269,7 +269,7 @@ void Connection::set_idle(bool idle) {
     idle_listed_ = idle;
     if (idle) {
         worker_.clients().mark_idle(client_ip_,
-                                    IdleConnection{worker_.index(), id_, loop_now_ms(client_.get())});
+                                    IdleConnection{worker_.index(), id_, loop_now_ms(worker_.base())});
     } else {
         worker_.clients().clear_idle(client_ip_, id_);
     }
@@ -300,7 +300,7 @@ void Connection::on_timer() {
             int64_t last = last_activity_ms_;
             if (body_pump_) last = std::max(last, body_pump_->last_activity_ms());
             if (req_pump_) last = std::max(last, req_pump_->last_activity_ms());
-            int64_t idle = loop_now_ms(client_.get()) - last;
+            int64_t idle = loop_now_ms(worker_.base()) - last;
             if (idle < cfg.response_timeout_ms) {
                 arm_timer(cfg.response_timeout_ms - idle);
                 return;
@@ -310,7 +310,7 @@ void Connection::on_timer() {
             return;
         }
         case State::Tunneling: {
-            int64_t idle = loop_now_ms(client_.get()) - relay_->last_activity_ms();
+            int64_t idle = loop_now_ms(worker_.base()) - relay_->last_activity_ms();
             if (idle < cfg.tunnel_idle_timeout_ms) {
                 arm_timer(cfg.tunnel_idle_timeout_ms - idle);
                 return;
@@ -809,7 +809,7 @@ void Connection::open_upstream(const Authority& target) {
         return;
     }
     set_state(State::Resolving);
-    phase_start_ms_ = loop_now_ms(client_.get());
+    phase_start_ms_ = loop_now_ms(worker_.base());
     txn_.dns_ms = 0;
     if (auto known = worker_.dns().known(target.host)) {
         txn_.dns_cached = true;
@@ -853,7 +853,7 @@ void Connection::end_lookup() {
 }
 
 void Connection::on_resolved(const DnsAnswer& answer) {
-    if (txn_.dns_ms >= 0) txn_.dns_ms = loop_now_ms(client_.get()) - phase_start_ms_;
+    if (txn_.dns_ms >= 0) txn_.dns_ms = loop_now_ms(worker_.base()) - phase_start_ms_;
     if (!answer.ok()) {
         reply_error(502,
                     answer.error.empty() ? "dns lookup failed for " + target_.host : answer.error,
@@ -891,7 +891,7 @@ void Connection::connect_next() {
     }
     if (state_ != State::Connecting) {
         set_state(State::Connecting);
-        phase_start_ms_ = loop_now_ms(client_.get());
+        phase_start_ms_ = loop_now_ms(worker_.base());
     }
     const sockaddr_storage& addr = addrs_[addr_index_];
     txn_.upstream = format_address(reinterpret_cast<const sockaddr*>(&addr));
@@ -935,7 +935,7 @@ void Connection::on_upstream_event(short what) {
 }
 
 void Connection::on_upstream_connected() {
-    txn_.connect_ms = loop_now_ms(client_.get()) - phase_start_ms_;
+    txn_.connect_ms = loop_now_ms(worker_.base()) - phase_start_ms_;
     set_nodelay(upstream_.get());
     addrs_.clear();
     addrs_.shrink_to_fit();
@@ -1378,8 +1378,9 @@ void Connection::start_tunnel() {
     // An idle tunnel should cost little memory: drop the request's strings.
     req_ = RequestHead();
     upstream_head_ = std::string();
-    relay_ = std::make_unique<Relay>(client_.get(), upstream_.get(), worker_.config().buffer_bytes,
-                                     worker_.pipes(), this);
+    // The relay takes both connections (and frees their bufferevents once it has their bytes).
+    relay_ = std::make_unique<Relay>(std::move(client_), std::move(upstream_),
+                                     worker_.config().buffer_bytes, worker_.pipes(), this);
     arm_timer(worker_.config().tunnel_idle_timeout_ms);
     relay_->start();
 }
@@ -1500,7 +1501,7 @@ void Connection::on_client_bytes(bool output, size_t added, size_t deleted) {
 void Connection::begin_txn() {
     txn_ = Transaction();
     txn_open_ = true;
-    txn_start_ms_ = loop_now_ms(client_.get());
+    txn_start_ms_ = loop_now_ms(worker_.base());
     txn_in_base_ = client_in_total_;
     txn_out_base_ = client_out_total_;
     txn_.start_unix_ms = txn_start_ms_;
@@ -1516,7 +1517,7 @@ void Connection::end_txn(const std::string& error) {
     if (!txn_open_) return;
     txn_open_ = false;
     if (txn_.status == 0 && response_started_) txn_.status = resp_status_;
-    txn_.elapsed_ms = loop_now_ms(client_.get()) - txn_start_ms_;
+    txn_.elapsed_ms = loop_now_ms(worker_.base()) - txn_start_ms_;
     txn_.bytes_to_client = client_out_total_ - txn_out_base_;
     txn_.bytes_from_client = client_in_total_ - txn_in_base_;
     if (req_pump_) txn_.bytes_from_client += req_pump_->moved();  // the txn ends mid-upload

@@ -101,9 +101,9 @@ bool Pump::preload_source(evbuffer* from) {
 }
 
 bool Pump::start() {
+    // The write event is made when a write first waits (an idle tunnel never needs it).
     read_ev_.reset(event_new(base_, source_, EV_READ | EV_PERSIST, event_cb, this));
-    write_ev_.reset(event_new(base_, sink_, EV_WRITE | EV_PERSIST, event_cb, this));
-    if (!read_ev_ || !write_ev_) return false;
+    if (!read_ev_) return false;
     touch();
     step();
     return true;
@@ -128,14 +128,19 @@ void Pump::set_reading(bool on) {
     }
 }
 
-void Pump::set_writing(bool on) {
-    if (writing_ == on) return;
+bool Pump::set_writing(bool on) {
+    if (writing_ == on) return true;
+    if (on && !write_ev_) {
+        write_ev_.reset(event_new(base_, sink_, EV_WRITE | EV_PERSIST, event_cb, this));
+        if (!write_ev_) return false;
+    }
     writing_ = on;
     if (on) {
         event_add(write_ev_.get(), nullptr);
     } else {
         event_del(write_ev_.get());
     }
+    return true;
 }
 
 void Pump::release_pipe(bool clean) {
@@ -243,7 +248,7 @@ Pump::Step Pump::step() {
         if (pending() > 0) {
             if (flush() == Io::Error) return end(Step::SinkError);
             if (pending() > 0) {
-                set_writing(true);
+                if (!set_writing(true)) return end(Step::SinkError);  // out of memory
             } else {
                 set_writing(false);
                 release_pipe(true);

@@ -56,19 +56,22 @@ size_t read_more(bufferevent* bev, size_t room) {
     return got;
 }
 
-Relay::Relay(bufferevent* client, bufferevent* upstream, size_t high_water, PipePool* pipes,
+Relay::Relay(BuffereventPtr client, BuffereventPtr upstream, size_t high_water, PipePool* pipes,
              Owner* owner)
-    : bev_{client, upstream}, high_water_(high_water), pipes_(pipes), owner_(owner) {}
+    : bev_{std::move(client), std::move(upstream)},
+      high_water_(high_water),
+      pipes_(pipes),
+      owner_(owner) {}
 
 void Relay::start() {
-    event_base* base = bufferevent_get_base(bev_[0]);
+    event_base* base = bufferevent_get_base(bev_[0].get());
     started_ms_ = loop_now_ms(base);
     int fd[2];
     for (int side = 0; side < 2; ++side) {
-        bufferevent_disable(bev_[side], EV_READ | EV_WRITE);
-        bufferevent_setcb(bev_[side], nullptr, nullptr, nullptr, nullptr);
-        bufferevent_set_timeouts(bev_[side], nullptr, nullptr);
-        fd[side] = static_cast<int>(bufferevent_getfd(bev_[side]));
+        bufferevent_disable(bev_[side].get(), EV_READ | EV_WRITE);
+        bufferevent_setcb(bev_[side].get(), nullptr, nullptr, nullptr, nullptr);
+        bufferevent_set_timeouts(bev_[side].get(), nullptr, nullptr);
+        fd[side] = static_cast<int>(bufferevent_getfd(bev_[side].get()));
     }
     for (int from = 0; from < 2; ++from) {
         const int to = 1 - from;
@@ -77,15 +80,21 @@ void Relay::start() {
         // Towards each side first what was queued for it (the client's "200 Connection
         // established"), then what the other side had sent (a TLS ClientHello pipelined behind
         // the CONNECT head). bufferevent_socket keeps the start of its output frozen.
-        evbuffer* queued = bufferevent_get_output(bev_[to]);
+        evbuffer* queued = bufferevent_get_output(bev_[to].get());
         evbuffer_unfreeze(queued, 1);
         bool ok = pumps_[from]->preload(queued);
         evbuffer_freeze(queued, 1);
-        evbuffer* early = bufferevent_get_input(bev_[from]);
+        evbuffer* early = bufferevent_get_input(bev_[from].get());
         // The owner counts what the client sent (its buffer's callbacks); the upstream's early
         // bytes are the relay's to count.
         ok = ok && (from == 0 ? pumps_[from]->preload(early) : pumps_[from]->preload_source(early));
         if (!ok) return done("out of memory", true);
+    }
+    // The bufferevents are empty now: only their sockets are kept.
+    for (int side = 0; side < 2; ++side) {
+        bufferevent_setfd(bev_[side].get(), -1);  // so that freeing it does not close the socket
+        fd_[side].reset(fd[side]);
+        bev_[side].reset();
     }
     for (auto& pump : pumps_) {
         if (!pump->start()) return done("out of memory", true);

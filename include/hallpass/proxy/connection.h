@@ -57,7 +57,8 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     uint64_t id() const { return id_; }
     const IpAddr& client_ip() const { return client_ip_; }
     State state() const { return state_; }
-    bool has_upstream() const { return upstream_ != nullptr; }  // for the statistics gauge
+    // For the statistics gauge (a tunnel's relay holds its upstream socket).
+    bool has_upstream() const { return upstream_ != nullptr || relay_ != nullptr; }
     // Between requests with nothing of the next one read: closing it loses nothing.
     bool idle() const;
     // Closes an idle connection to make room for a new one at a connection limit.

@@ -84,7 +84,7 @@ class Pump {
     Io fill(size_t room);
     void release_pipe(bool clean);
     void set_reading(bool on);
-    void set_writing(bool on);
+    bool set_writing(bool on);  // false: no write event could be made
     void pause();
     Step end(Step how);
     void touch();
@@ -110,7 +110,7 @@ class Pump {
     uint64_t spliced_ = 0;
     int64_t last_activity_ms_ = 0;
     EventPtr read_ev_;
-    EventPtr write_ev_;
+    EventPtr write_ev_;  // made when a write first has to wait
     bool reading_ = false;
     bool writing_ = false;
     // While reading is paused nothing would see the source's reset: polled (SO_ERROR).

@@ -1,8 +1,8 @@
 // A CONNECT tunnel: two Pumps, client -> upstream and upstream -> client, over the sockets it
-// takes over from their bufferevents (the bytes those still hold go first, in order). Half-close:
+// takes out of the two bufferevents (the bytes those still hold go first, in order). Half-close:
 // EOF from one side becomes shutdown(SHUT_WR) towards the other once what was in flight is
-// written; the tunnel ends when both directions have, or on an error. The relay does not own
-// the bufferevents; it tells its owner when the tunnel is over and the owner frees.
+// written; the tunnel ends when both directions have, or on an error. The relay owns the two
+// sockets; it tells its owner when the tunnel is over.
 #pragma once
 
 #include <cstddef>
@@ -27,14 +27,15 @@ class Relay final : public Pump::Owner {
         ~Owner() = default;
     };
 
-    // `pipes` null: always copy.
-    Relay(bufferevent* client, bufferevent* upstream, size_t high_water, PipePool* pipes,
+    // Takes both connections. `pipes` null: always copy.
+    Relay(BuffereventPtr client, BuffereventPtr upstream, size_t high_water, PipePool* pipes,
           Owner* owner);
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;
 
-    // Takes the sockets over from the bufferevents (disabling them, keeping what they buffered
-    // in order) and starts moving bytes. May call on_relay_done() before returning.
+    // Takes the sockets out of the bufferevents (keeping what those buffered, in order), frees
+    // the bufferevents (an idle tunnel should cost little) and starts moving bytes. May call
+    // on_relay_done() before returning.
     void start();
     // Removes the events (the owner is about to free the bufferevents and their sockets).
     void stop();
@@ -52,7 +53,8 @@ class Relay final : public Pump::Owner {
     void on_pump_end(Pump& pump, Pump::Step how) override;
     void done(const char* reason, bool error);
 
-    bufferevent* bev_[2];
+    BuffereventPtr bev_[2];  // until start(); then only the sockets are kept
+    UniqueFd fd_[2];
     size_t high_water_;
     PipePool* pipes_;
     Owner* owner_;

@@ -28,8 +28,8 @@ namespace {
 struct Tunnel final : Relay::Owner {
     event_base* base = event_base_new();
     int client_peer = -1, upstream_peer = -1;
-    bufferevent* client = nullptr;
-    bufferevent* upstream = nullptr;
+    bufferevent* client = nullptr;    // valid until relay->start()
+    bufferevent* upstream = nullptr;  // valid until relay->start()
     std::unique_ptr<Relay> relay;
     bool ended = false;
     bool ended_in_error = false;
@@ -49,12 +49,12 @@ struct Tunnel final : Relay::Owner {
         upstream_peer = b[1];
         client = bufferevent_socket_new(base, a[0], BEV_OPT_CLOSE_ON_FREE);
         upstream = bufferevent_socket_new(base, b[0], BEV_OPT_CLOSE_ON_FREE);
-        relay = std::make_unique<Relay>(client, upstream, high_water, pipes, this);
+        // The relay owns them (and frees them at start(), keeping their sockets).
+        relay = std::make_unique<Relay>(BuffereventPtr(client), BuffereventPtr(upstream),
+                                        high_water, pipes, this);
     }
     ~Tunnel() {
         relay.reset();
-        bufferevent_free(client);
-        bufferevent_free(upstream);
         ::close(client_peer);
         ::close(upstream_peer);
         event_base_free(base);
