@@ -224,7 +224,7 @@ void Connection::set_state(State next) {
 
 void Connection::finish(const char* reason) {
     if (state_ == State::Finished) return;
-    if (txn_open_) {
+    if (x_.txn_open) {
         // A tunnel's normal end, or a request cut short: the client left, an error, shutdown.
         bool clean = state_ == State::Tunneling && tunnel_closed_;
         end_txn(clean ? std::string() : std::string(reason));
@@ -249,7 +249,7 @@ void Connection::finish(const char* reason) {
 
 void Connection::begin_drain() {
     draining_ = true;
-    if (state_ == State::ReadingHead && !head_started_) finish("shutting down");
+    if (state_ == State::ReadingHead && !x_.head_started) finish("shutting down");
 }
 
 void Connection::arm_timer(int64_t ms) {
@@ -260,7 +260,7 @@ void Connection::arm_timer(int64_t ms) {
 void Connection::touch() { last_activity_ms_ = loop_now_ms(worker_.base()); }
 
 bool Connection::idle() const {
-    return state_ == State::ReadingHead && !head_started_ &&
+    return state_ == State::ReadingHead && !x_.head_started &&
            evbuffer_get_length(bufferevent_get_input(client_.get())) == 0;
 }
 
@@ -279,7 +279,7 @@ void Connection::on_timer() {
     const ServerConfig& cfg = worker_.config();
     switch (state_) {
         case State::ReadingHead:
-            if (head_started_) {
+            if (x_.head_started) {
                 reply_error(408, "the request head did not arrive in time");
             } else {
                 finish("idle timeout");
@@ -287,12 +287,12 @@ void Connection::on_timer() {
             return;
         case State::Resolving:
             end_lookup();
-            reply_error(504, "dns lookup for " + target_.host + " timed out", true);
+            reply_error(504, "dns lookup for " + x_.target.host + " timed out", true);
             return;
         case State::Connecting:
-            connect_error_ = "connection timed out";
-            connect_timed_out_ = true;
-            ++addr_index_;
+            x_.connect_error = "connection timed out";
+            x_.connect_timed_out = true;
+            ++x_.addr_index;
             connect_next();
             return;
         case State::Exchanging: {
@@ -305,7 +305,7 @@ void Connection::on_timer() {
                 arm_timer(cfg.response_timeout_ms - idle);
                 return;
             }
-            fail_upstream(504, "the upstream server " + pool_key_ + " did not answer within " +
+            fail_upstream(504, "the upstream server " + x_.pool_key + " did not answer within " +
                                    std::to_string(cfg.response_timeout_ms) + " ms");
             return;
         }
@@ -354,15 +354,15 @@ void Connection::on_client_write() {
         process_input();
         return;
     }
-    if (state_ == State::Exchanging && upstream_paused_) {
+    if (state_ == State::Exchanging && x_.upstream_paused) {
         // The client drained enough: take upstream bytes again.
-        upstream_paused_ = false;
+        x_.upstream_paused = false;
         bufferevent_setwatermark(client_.get(), EV_WRITE, 0, 0);
         bufferevent_enable(upstream_.get(), EV_READ);
         touch();
-        if (!resp_head_done_) read_response_head();
-        if (state_ == State::Exchanging && resp_head_done_ && !resp_done_) pump_response_body();
-        if (state_ == State::Exchanging && upstream_eof_ && !upstream_paused_ && !resp_done_) {
+        if (!x_.resp_head_done) read_response_head();
+        if (state_ == State::Exchanging && x_.resp_head_done && !x_.resp_done) pump_response_body();
+        if (state_ == State::Exchanging && x_.upstream_eof && !x_.upstream_paused && !x_.resp_done) {
             on_upstream_closed(false);  // the EOF seen while paused: now all is relayed
         }
         return;
@@ -378,7 +378,7 @@ void Connection::on_client_event(short what) {
         client_eof_ = true;
         switch (state_) {
             case State::ReadingHead:
-                finish(head_started_ ? "client closed mid-head" : "client closed");
+                finish(x_.head_started ? "client closed mid-head" : "client closed");
                 return;
             case State::Closing:
                 if (lingering_) finish("closed");
@@ -386,9 +386,9 @@ void Connection::on_client_event(short what) {
             case State::Resolving:
             case State::Connecting:
             case State::Exchanging:
-                if (!req_body_done_) {
+                if (!x_.req_body_done) {
                     if (state_ == State::Exchanging) pump_request_body();
-                    if (!req_body_done_ && state_ != State::Finished) {
+                    if (!x_.req_body_done && state_ != State::Finished) {
                         finish("client closed mid-request");
                     }
                     return;
@@ -397,14 +397,14 @@ void Connection::on_client_event(short what) {
                 // it, so the lookup, the connect or the upstream exchange ends now (as Squid's
                 // half_closed_clients off). Once the response flows, a half-closed client
                 // still gets the rest of it.
-                if (!response_started_) finish("client closed before the response");
+                if (!x_.response_started) finish("client closed before the response");
                 return;
             default:
                 return;
         }
     }
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        finish(state_ == State::Exchanging && response_started_ ? "client reset mid-response"
+        finish(state_ == State::Exchanging && x_.response_started ? "client reset mid-response"
                                                                 : "client connection error");
     }
 }
@@ -429,7 +429,7 @@ void Connection::parse_head() {
     evbuffer* in = bufferevent_get_input(client_.get());
     size_t len = evbuffer_get_length(in);
     if (len == 0) return;
-    if (!head_started_ && output_full()) {
+    if (!x_.head_started && output_full()) {
         // Pipelined requests from a client that does not read what we answer: every answer
         // stays queued, so the next request waits (in the kernel) until the client drains.
         answers_paused_ = true;
@@ -438,8 +438,8 @@ void Connection::parse_head() {
         return;
     }
     const ParseLimits& limits = worker_.limits();
-    if (!head_started_) {
-        head_started_ = true;
+    if (!x_.head_started) {
+        x_.head_started = true;
         set_idle(false);
         arm_timer(worker_.config().head_timeout_ms);
     }
@@ -452,14 +452,14 @@ void Connection::parse_head() {
     // on any other control byte (binary garbage: a TLS ClientHello on the plain port), or when a
     // limit is reached. Plain text bytes alone cannot change the answer: skipping them keeps a
     // slow sender's head from being re-parsed per byte.
-    bool control_seen = std::any_of(bytes.begin() + head_scanned_, bytes.end(), [](char c) {
+    bool control_seen = std::any_of(bytes.begin() + x_.head_scanned, bytes.end(), [](char c) {
         auto u = static_cast<unsigned char>(c);
         return u < 0x20 || u == 0x7f;
     });
     bool first_line_long =
         len > limits.max_request_line &&
         bytes.substr(0, limits.max_request_line + 2).find('\n') == std::string_view::npos;
-    head_scanned_ = n;
+    x_.head_scanned = n;
     if (!first_line_long && !control_seen && len < cap) return;
 
     HeadParse<RequestHead> p = parse_request_head(bytes, limits);
@@ -485,42 +485,42 @@ void Connection::parse_head() {
     }
     begin_txn();  // before the drain: the head's bytes count as the request's
     evbuffer_drain(in, p.consumed);
-    head_started_ = false;
-    head_scanned_ = 0;
-    req_ = std::move(p.head);
+    x_.head_started = false;
+    x_.head_scanned = 0;
+    x_.req = std::move(p.head);
     handle_request();
 }
 
 void Connection::handle_request() {
     LOG_DEBUG("c=%llu %s %s %s", static_cast<unsigned long long>(id_), client_addr_.c_str(),
-              req_.method.c_str(), req_.target.c_str());
-    txn_.method = req_.method;
-    txn_.url = req_.target;  // until check_policy() has the canonical URL
+              x_.req.method.c_str(), x_.req.target.c_str());
+    x_.txn.method = x_.req.method;
+    x_.txn.url = x_.req.target;  // until check_policy() has the canonical URL
     // Defaults for a request we answer ourselves: no body read, connection closed unless set.
-    req_body_done_ = true;
-    client_keep_alive_ = false;
-    is_connect_ = false;
-    if (req_.method == "CONNECT") {
+    x_.req_body_done = true;
+    x_.client_keep_alive = false;
+    x_.is_connect = false;
+    if (x_.req.method == "CONNECT") {
         handle_connect();
         return;
     }
-    if (req_.target.starts_with('/') || req_.target == "*") {
+    if (x_.req.target.starts_with('/') || x_.req.target == "*") {
         handle_origin_form();
         return;
     }
-    auto framing = request_framing(req_);
+    auto framing = request_framing(x_.req);
     if (!framing) {
         reply_error(400, "ambiguous or invalid message framing (Content-Length/Transfer-Encoding)");
         return;
     }
-    const Header* host = find_header(req_.headers, "host");
-    if (!host && req_.version_minor >= 1) {
+    const Header* host = find_header(x_.req.headers, "host");
+    if (!host && x_.req.version_minor >= 1) {
         reply_error(400, "HTTP/1.1 requests need a Host header (RFC 9112 section 3.2)");
         return;
     }
     // The scheme first: file:/// has no authority, yet the right answer is "not supported".
-    if (size_t colon = req_.target.find("://"); colon != std::string::npos && colon > 0) {
-        std::string scheme = req_.target.substr(0, colon);
+    if (size_t colon = x_.req.target.find("://"); colon != std::string::npos && colon > 0) {
+        std::string scheme = x_.req.target.substr(0, colon);
         std::transform(scheme.begin(), scheme.end(), scheme.begin(),
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         if (scheme != "http") {
@@ -529,7 +529,7 @@ void Connection::handle_request() {
             return;
         }
     }
-    auto uri = parse_absolute_uri(req_.target);
+    auto uri = parse_absolute_uri(x_.req.target);
     if (!uri) {
         reply_error(400, "bad request target: " + uri.error().message);
         return;
@@ -549,55 +549,55 @@ void Connection::handle_request() {
                              " is not allowed (server.http_ports)");
         return;
     }
-    uri_ = std::move(*uri);
-    target_ = uri_.authority;
-    req_framing_ = *framing;
-    req_body_done_ = req_framing_.kind == BodyKind::None;
-    req_remaining_ = req_framing_.kind == BodyKind::Length ? req_framing_.length : 0;
-    if (req_framing_.kind == BodyKind::Length && req_remaining_ == 0) req_body_done_ = true;
-    req_chunked_ = ChunkedDecoder();
-    client_keep_alive_ = client_wants_keep_alive(req_) && !draining_;
-    if (target_.kind != HostKind::Name) {
+    x_.uri = std::move(*uri);
+    x_.target = x_.uri.authority;
+    x_.req_framing = *framing;
+    x_.req_body_done = x_.req_framing.kind == BodyKind::None;
+    x_.req_remaining = x_.req_framing.kind == BodyKind::Length ? x_.req_framing.length : 0;
+    if (x_.req_framing.kind == BodyKind::Length && x_.req_remaining == 0) x_.req_body_done = true;
+    x_.req_chunked = ChunkedDecoder();
+    x_.client_keep_alive = client_wants_keep_alive(x_.req) && !draining_;
+    if (x_.target.kind != HostKind::Name) {
         // An IP literal is checked at once; names after DNS (on_resolved).
-        if (auto ip = IpAddr::parse(target_.host); ip && refuse_destination(*ip)) return;
+        if (auto ip = IpAddr::parse(x_.target.host); ip && refuse_destination(*ip)) return;
     }
     if (!check_policy()) return;
 
-    upstream_head_ = serialize_upstream_request(req_, uri_, req_framing_, true);
-    pool_key_ = target_.host_port();
-    retries_ = 0;
-    if (BuffereventPtr idle = worker_.pool().take(pool_key_)) {
+    x_.upstream_head = serialize_upstream_request(x_.req, x_.uri, x_.req_framing, true);
+    x_.pool_key = x_.target.host_port();
+    x_.retries = 0;
+    if (BuffereventPtr idle = worker_.pool().take(x_.pool_key)) {
         upstream_ = std::move(idle);
-        upstream_reused_ = true;
-        txn_.upstream_reused = true;
-        txn_.upstream = peer_of(upstream_.get());
+        x_.upstream_reused = true;
+        x_.txn.upstream_reused = true;
+        x_.txn.upstream = peer_of(upstream_.get());
         bufferevent_setcb(upstream_.get(), upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
         set_state(State::Exchanging);
         send_request();
         return;
     }
-    open_upstream(target_);
+    open_upstream(x_.target);
 }
 
 void Connection::handle_connect() {
-    auto authority = parse_authority(req_.target, true);
+    auto authority = parse_authority(x_.req.target, true);
     if (!authority) {
         reply_error(400, "bad CONNECT target: " + authority.error().message);
         return;
     }
-    target_ = std::move(*authority);
-    if (!worker_.config().connect_ports.contains(target_.port)) {
-        reply_error(403, "CONNECT to port " + std::to_string(target_.port) +
+    x_.target = std::move(*authority);
+    if (!worker_.config().connect_ports.contains(x_.target.port)) {
+        reply_error(403, "CONNECT to port " + std::to_string(x_.target.port) +
                              " is not allowed (server.connect_ports)");
         return;
     }
-    is_connect_ = true;
-    if (target_.kind != HostKind::Name) {
-        if (auto ip = IpAddr::parse(target_.host); ip && refuse_destination(*ip)) return;
+    x_.is_connect = true;
+    if (x_.target.kind != HostKind::Name) {
+        if (auto ip = IpAddr::parse(x_.target.host); ip && refuse_destination(*ip)) return;
     }
     if (!check_policy()) return;
-    pool_key_ = target_.host_port();
-    open_upstream(target_);
+    x_.pool_key = x_.target.host_port();
+    open_upstream(x_.target);
 }
 
 void Connection::handle_origin_form() {
@@ -613,7 +613,7 @@ void Connection::handle_origin_form() {
         local_ip_ = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
         local_port_ = port_of(sa);
     }
-    const Header* host = find_header(req_.headers, "host");
+    const Header* host = find_header(x_.req.headers, "host");
     std::optional<Authority> self;
     if (host) {
         auto a = parse_authority(host->value, false, 0);
@@ -628,8 +628,8 @@ void Connection::handle_origin_form() {
                         host->value + ")");
         return;
     }
-    size_t query = req_.target.find('?');
-    answer_self(*self, local_port_, req_.target.substr(0, query));
+    size_t query = x_.req.target.find('?');
+    answer_self(*self, local_port_, x_.req.target.substr(0, query));
 }
 
 bool Connection::names_this_host(const Authority& a) const {
@@ -649,9 +649,9 @@ bool Connection::names_this_host(const Authority& a) const {
 }
 
 void Connection::answer_self(const Authority& self, uint16_t port, std::string_view path) {
-    bool is_head = req_.method == "HEAD";
-    txn_.kind = Transaction::Kind::Local;
-    if (req_.method != "GET" && !is_head) {
+    bool is_head = x_.req.method == "HEAD";
+    x_.txn.kind = Transaction::Kind::Local;
+    if (x_.req.method != "GET" && !is_head) {
         reply_error(405, "hallpass is a proxy: send absolute-form requests (GET http://host/...)");
         return;
     }
@@ -659,11 +659,11 @@ void Connection::answer_self(const Authority& self, uint16_t port, std::string_v
         reply_error(404, "hallpass serves only its information page, at /", true);
         return;
     }
-    auto framing = request_framing(req_);
+    auto framing = request_framing(x_.req);
     bool keep_alive =
-        framing && framing->kind == BodyKind::None && client_wants_keep_alive(req_) && !draining_;
-    client_keep_alive_ = keep_alive;
-    txn_.status = 200;
+        framing && framing->kind == BodyKind::None && client_wants_keep_alive(x_.req) && !draining_;
+    x_.client_keep_alive = keep_alive;
+    x_.txn.status = 200;
     std::string shown = self.kind == HostKind::Ipv6 ? "[" + self.host + "]" : self.host;
     reply(make_info_response(shown, port, keep_alive, is_head), keep_alive);
 }
@@ -671,20 +671,20 @@ void Connection::answer_self(const Authority& self, uint16_t port, std::string_v
 bool Connection::check_policy() {
     // The rule engine's decision point: the request head is parsed and the target canonical;
     // nothing has been resolved or connected yet, so a blocked request never reaches the network.
-    rules_ = worker_.rules();
-    const RuleSet& rules = *rules_;
-    std::string url = !is_connect_ && rules.needs_url() ? rules_url() : std::string();
-    RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
+    x_.rules = worker_.rules();
+    const RuleSet& rules = *x_.rules;
+    std::string url = !x_.is_connect && rules.needs_url() ? rules_url() : std::string();
+    RequestFacts facts{client_ip_, x_.target.host, x_.target.kind, x_.target.port, url};
     Decision decision = rules.decide(facts);
-    decided_rule_ = decision.rule;
+    x_.decided_rule = decision.rule;
     const std::string& rule =
         decision.rule >= 0 ? rules.rule_name(decision.rule) : std::string("default");
-    txn_.rule = rule;
-    txn_.url = is_connect_ ? target_.host_port() : request_url();
-    txn_.host = target_.host;
-    txn_.port = target_.port;
+    x_.txn.rule = rule;
+    x_.txn.url = x_.is_connect ? x_.target.host_port() : request_url();
+    x_.txn.host = x_.target.host;
+    x_.txn.port = x_.target.port;
     if (decision.action == Action::Allow) {
-        txn_.kind = is_connect_ ? Transaction::Kind::Tunnel : Transaction::Kind::Relayed;
+        x_.txn.kind = x_.is_connect ? Transaction::Kind::Tunnel : Transaction::Kind::Relayed;
         return true;
     }
     reply_blocked(rule);
@@ -692,17 +692,17 @@ bool Connection::check_policy() {
 }
 
 void Connection::reply_blocked(const std::string& rule) {
-    txn_.rule = rule;
-    txn_.kind = Transaction::Kind::Blocked;
-    txn_.status = 403;
+    x_.txn.rule = rule;
+    x_.txn.kind = Transaction::Kind::Blocked;
+    x_.txn.status = 403;
     LOG_DEBUG("c=%llu %s blocked %s by rule \"%s\"", static_cast<unsigned long long>(id_),
-              client_addr_.c_str(), target_.host_port().c_str(), rule.c_str());
+              client_addr_.c_str(), x_.target.host_port().c_str(), rule.c_str());
     // A blocked request without a body keeps its connection: the browser's next request may be
     // for an allowed host. One with a body is closed (the body is never read).
-    bool keep_alive = client_keep_alive_ && req_body_done_ && !is_connect_;
-    std::string shown_url = is_connect_ ? target_.host_port() : request_url();
-    reply(make_block_response(rules_->block_page_template(), target_.host, rule,
-                              client_ip_.to_string(), shown_url, keep_alive, req_.method == "HEAD"),
+    bool keep_alive = x_.client_keep_alive && x_.req_body_done && !x_.is_connect;
+    std::string shown_url = x_.is_connect ? x_.target.host_port() : request_url();
+    reply(make_block_response(x_.rules->block_page_template(), x_.target.host, rule,
+                              client_ip_.to_string(), shown_url, keep_alive, x_.req.method == "HEAD"),
           keep_alive);
 }
 
@@ -714,33 +714,33 @@ bool Connection::refuse_destination(const IpAddr& ip) {
     // Only a refusal fills in the target here (an IP literal is refused before check_policy()
     // does); the allowed path, every request, pays for no string.
     auto note_target = [this] {
-        txn_.url = is_connect_ ? target_.host_port() : request_url();
-        txn_.host = target_.host;
-        txn_.port = target_.port;
+        x_.txn.url = x_.is_connect ? x_.target.host_port() : request_url();
+        x_.txn.host = x_.target.host;
+        x_.txn.port = x_.target.port;
     };
     bool admin = false;
-    if (shared.is_self(ip, target_.port, &admin)) {
+    if (shared.is_self(ip, x_.target.port, &admin)) {
         note_target();
-        if (!is_connect_ && !admin) {
+        if (!x_.is_connect && !admin) {
             // A browser set to use the proxy, asked for the proxy's own address: it is
             // answered here, as if asked directly, and never forwarded.
-            answer_self(target_, target_.port,
-                        uri_.path_and_query.substr(0, uri_.path_and_query.find('?')));
+            answer_self(x_.target, x_.target.port,
+                        x_.uri.path_and_query.substr(0, x_.uri.path_and_query.find('?')));
             return true;
         }
         reply_error(403,
-                    "refusing to connect to hallpass itself (" + target_.host_port() +
+                    "refusing to connect to hallpass itself (" + x_.target.host_port() +
                         "): that would be a loop",
                     true);
         return true;
     }
-    if (shared.destinations.refuses(ip, target_.port)) {
+    if (shared.destinations.refuses(ip, x_.target.port)) {
         note_target();
-        txn_.rule = "local-destination";
-        std::string where = ip.to_string() + " port " + std::to_string(target_.port);
+        x_.txn.rule = "local-destination";
+        std::string where = ip.to_string() + " port " + std::to_string(x_.target.port);
         reply_error(403,
-                    "local destination: " + target_.host_port() +
-                        (target_.kind == HostKind::Name ? " resolves to " + where : std::string()) +
+                    "local destination: " + x_.target.host_port() +
+                        (x_.target.kind == HostKind::Name ? " resolves to " + where : std::string()) +
                         ", an address of the proxy host itself (server.allow_local_destinations)",
                     true);
         return true;
@@ -753,29 +753,25 @@ bool Connection::output_full() const {
 }
 
 void Connection::pause_upstream() {
-    if (upstream_paused_) return;
-    upstream_paused_ = true;
+    if (x_.upstream_paused) return;
+    x_.upstream_paused = true;
     bufferevent_disable(upstream_.get(), EV_READ);
     bufferevent_setwatermark(client_.get(), EV_WRITE, worker_.config().buffer_bytes / 2, 0);
 }
 
 std::string Connection::request_url() const {
-    return "http://" + target_.host_header(80) + uri_.path_and_query;
+    return "http://" + x_.target.host_header(80) + x_.uri.path_and_query;
 }
 
 std::string Connection::rules_url() const {
-    return "http://" + target_.host_header(80) + normalize_path(uri_.path_and_query);
+    return "http://" + x_.target.host_header(80) + normalize_path(x_.uri.path_and_query);
 }
 
 void Connection::next_request() {
     set_state(State::ReadingHead);
-    req_ = RequestHead();
-    upstream_head_.clear();
-    resp_head_done_ = response_started_ = resp_done_ = false;
-    upstream_paused_ = client_paused_ = answers_paused_ = false;
+    x_ = Exchange();  // nothing of the previous request is left over
+    answers_paused_ = false;
     unwatch_client();
-    head_started_ = false;
-    head_scanned_ = 0;
     bufferevent_setwatermark(client_.get(), EV_WRITE, 0, 0);
     bufferevent_enable(client_.get(), EV_READ);
     if (draining_) {
@@ -793,10 +789,10 @@ void Connection::next_request() {
 // ---- resolving and connecting ----------------------------------------------------------------
 
 void Connection::open_upstream(const Authority& target) {
-    addrs_.clear();
-    addr_index_ = 0;
-    connect_error_.clear();
-    connect_timed_out_ = false;
+    x_.addrs.clear();
+    x_.addr_index = 0;
+    x_.connect_error.clear();
+    x_.connect_timed_out = false;
     if (target.kind != HostKind::Name) {
         DnsAnswer literal;
         literal.addresses.resize(1);
@@ -809,10 +805,10 @@ void Connection::open_upstream(const Authority& target) {
         return;
     }
     set_state(State::Resolving);
-    phase_start_ms_ = loop_now_ms(worker_.base());
-    txn_.dns_ms = 0;
+    x_.phase_start_ms = loop_now_ms(worker_.base());
+    x_.txn.dns_ms = 0;
     if (auto known = worker_.dns().known(target.host)) {
-        txn_.dns_cached = true;
+        x_.txn.dns_cached = true;
         on_resolved(*known);
         return;
     }
@@ -853,62 +849,62 @@ void Connection::end_lookup() {
 }
 
 void Connection::on_resolved(const DnsAnswer& answer) {
-    if (txn_.dns_ms >= 0) txn_.dns_ms = loop_now_ms(worker_.base()) - phase_start_ms_;
+    if (x_.txn.dns_ms >= 0) x_.txn.dns_ms = loop_now_ms(worker_.base()) - x_.phase_start_ms;
     if (!answer.ok()) {
         reply_error(502,
-                    answer.error.empty() ? "dns lookup failed for " + target_.host : answer.error,
+                    answer.error.empty() ? "dns lookup failed for " + x_.target.host : answer.error,
                     true);
         return;
     }
-    addrs_ = answer.addresses;
+    x_.addrs = answer.addresses;
     // Every address is checked, not only the first: a rebinding answer may mix a public address
     // with 127.0.0.1, and connect_next() would try the next one after a failure.
-    const bool second_check = rules_ && rules_->has_dest_nets();
-    std::string url = second_check && !is_connect_ && rules_->needs_url() ? rules_url() : "";
-    RequestFacts facts{client_ip_, target_.host, target_.kind, target_.port, url};
-    for (auto& a : addrs_) {
-        set_port(&a, target_.port);
+    const bool second_check = x_.rules && x_.rules->has_dest_nets();
+    std::string url = second_check && !x_.is_connect && x_.rules->needs_url() ? rules_url() : "";
+    RequestFacts facts{client_ip_, x_.target.host, x_.target.kind, x_.target.port, url};
+    for (auto& a : x_.addrs) {
+        set_port(&a, x_.target.port);
         auto ip = IpAddr::from_sockaddr(reinterpret_cast<const sockaddr*>(&a));
         if (!ip) continue;
         if (refuse_destination(*ip)) return;
         if (!second_check) continue;
-        Decision d = rules_->decide_address(facts, *ip, Decision{Action::Allow, decided_rule_});
+        Decision d = x_.rules->decide_address(facts, *ip, Decision{Action::Allow, x_.decided_rule});
         if (d.action == Action::Block) {
-            reply_blocked(rules_->rule_name(d.rule));
+            reply_blocked(x_.rules->rule_name(d.rule));
             return;
         }
     }
-    addr_index_ = 0;
+    x_.addr_index = 0;
     connect_next();
 }
 
 void Connection::connect_next() {
     free_upstream();
-    if (addr_index_ >= addrs_.size()) {
-        std::string detail = "cannot connect to " + pool_key_ + " (" + connect_error_ + ")";
-        reply_error(connect_timed_out_ ? 504 : 502, detail, true);
+    if (x_.addr_index >= x_.addrs.size()) {
+        std::string detail = "cannot connect to " + x_.pool_key + " (" + x_.connect_error + ")";
+        reply_error(x_.connect_timed_out ? 504 : 502, detail, true);
         return;
     }
     if (state_ != State::Connecting) {
         set_state(State::Connecting);
-        phase_start_ms_ = loop_now_ms(worker_.base());
+        x_.phase_start_ms = loop_now_ms(worker_.base());
     }
-    const sockaddr_storage& addr = addrs_[addr_index_];
-    txn_.upstream = format_address(reinterpret_cast<const sockaddr*>(&addr));
-    txn_.upstream_reused = false;
+    const sockaddr_storage& addr = x_.addrs[x_.addr_index];
+    x_.txn.upstream = format_address(reinterpret_cast<const sockaddr*>(&addr));
+    x_.txn.upstream_reused = false;
     upstream_.reset(bufferevent_socket_new(worker_.base(), -1, BEV_OPT_CLOSE_ON_FREE));
     if (!upstream_) {
         reply_error(502, "out of resources", true);
         return;
     }
-    upstream_reused_ = false;
+    x_.upstream_reused = false;
     bufferevent_setcb(upstream_.get(), upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
     arm_timer(worker_.config().connect_timeout_ms);
     // Failure is reported either here (-1) or later through on_upstream_event (refused).
     if (bufferevent_socket_connect(upstream_.get(), reinterpret_cast<const sockaddr*>(&addr),
                                    addr_len(addr)) < 0) {
-        connect_error_ = std::strerror(errno);
-        ++addr_index_;
+        x_.connect_error = std::strerror(errno);
+        ++x_.addr_index;
         connect_next();
     }
 }
@@ -920,9 +916,9 @@ void Connection::on_upstream_event(short what) {
             return;
         }
         int err = EVUTIL_SOCKET_ERROR();
-        connect_error_ = err ? evutil_socket_error_to_string(err) : "connection failed";
-        if (err == ECONNREFUSED) connect_error_ = "connection refused";
-        ++addr_index_;
+        x_.connect_error = err ? evutil_socket_error_to_string(err) : "connection failed";
+        if (err == ECONNREFUSED) x_.connect_error = "connection refused";
+        ++x_.addr_index;
         connect_next();
         return;
     }
@@ -935,11 +931,11 @@ void Connection::on_upstream_event(short what) {
 }
 
 void Connection::on_upstream_connected() {
-    txn_.connect_ms = loop_now_ms(worker_.base()) - phase_start_ms_;
+    x_.txn.connect_ms = loop_now_ms(worker_.base()) - x_.phase_start_ms;
     set_nodelay(upstream_.get());
-    addrs_.clear();
-    addrs_.shrink_to_fit();
-    if (is_connect_) {
+    x_.addrs.clear();
+    x_.addrs.shrink_to_fit();
+    if (x_.is_connect) {
         start_tunnel();
         return;
     }
@@ -951,13 +947,13 @@ void Connection::on_upstream_connected() {
 
 void Connection::send_request() {
     const ServerConfig& cfg = worker_.config();
-    resp_head_done_ = response_started_ = resp_done_ = upstream_eof_ = false;
-    upstream_paused_ = false;
-    resp_status_ = 0;
-    interim_responses_ = 0;
+    x_.resp_head_done = x_.response_started = x_.resp_done = x_.upstream_eof = false;
+    x_.upstream_paused = false;
+    x_.resp_status = 0;
+    x_.interim_responses = 0;
     bufferevent_setwatermark(upstream_.get(), EV_READ, 0, cfg.buffer_bytes);
     bufferevent_setwatermark(upstream_.get(), EV_WRITE, 0, 0);
-    bufferevent_write(upstream_.get(), upstream_head_.data(), upstream_head_.size());
+    bufferevent_write(upstream_.get(), x_.upstream_head.data(), x_.upstream_head.size());
     bufferevent_enable(upstream_.get(), EV_READ | EV_WRITE);
     touch();
     arm_timer(cfg.response_timeout_ms);
@@ -966,26 +962,26 @@ void Connection::send_request() {
 
 bool Connection::request_can_bypass() const {
     constexpr uint64_t kMinBody = 64 * 1024;
-    return worker_.pipes() && req_framing_.kind == BodyKind::Length && !client_eof_ &&
-           req_remaining_ >= kMinBody + evbuffer_get_length(bufferevent_get_input(client_.get()));
+    return worker_.pipes() && x_.req_framing.kind == BodyKind::Length && !client_eof_ &&
+           x_.req_remaining >= kMinBody + evbuffer_get_length(bufferevent_get_input(client_.get()));
 }
 
 void Connection::start_request_pump() {
     // The client's input steps aside (its output still carries the response), and so does the
     // upstream's output: the head queued there goes first, then the body bytes read with the
     // client's head, then the rest socket to socket.
-    client_paused_ = false;
+    x_.client_paused = false;
     unwatch_client();
     bufferevent_disable(client_.get(), EV_READ);
     bufferevent_disable(upstream_.get(), EV_WRITE);
     bufferevent_setwatermark(upstream_.get(), EV_WRITE, 0, 0);
     evbuffer* early = bufferevent_get_input(client_.get());
     const size_t n =
-        static_cast<size_t>(std::min<uint64_t>(evbuffer_get_length(early), req_remaining_));
+        static_cast<size_t>(std::min<uint64_t>(evbuffer_get_length(early), x_.req_remaining));
     req_pump_ = std::make_unique<Pump>(
         worker_.base(), static_cast<int>(bufferevent_getfd(client_.get())),
         static_cast<int>(bufferevent_getfd(upstream_.get())), worker_.config().buffer_bytes,
-        worker_.pipes(), this, req_remaining_ - n);
+        worker_.pipes(), this, x_.req_remaining - n);
     evbuffer* queued = bufferevent_get_output(upstream_.get());
     evbuffer_unfreeze(queued, 1);  // bufferevent_socket keeps the start of its output frozen
     bool ok = req_pump_->preload(queued);
@@ -1007,11 +1003,11 @@ void Connection::on_request_pump_end(Pump& pump, Pump::Step how) {
     touch();
     switch (how) {
         case Pump::Step::Done:
-            req_remaining_ = 0;
-            req_body_done_ = true;
+            x_.req_remaining = 0;
+            x_.req_body_done = true;
             bufferevent_enable(client_.get(), EV_READ);
             bufferevent_enable(upstream_.get(), EV_WRITE);
-            if (resp_done_) on_response_complete();
+            if (x_.resp_done) on_response_complete();
             return;
         case Pump::Step::Eof:
             client_eof_ = true;
@@ -1022,11 +1018,11 @@ void Connection::on_request_pump_end(Pump& pump, Pump::Step how) {
             return;
         case Pump::Step::SinkError:
             // The upstream stopped taking the body (it may have answered early, or reset).
-            if (!response_started_) {
-                fail_upstream(502, "the upstream server " + pool_key_ +
+            if (!x_.response_started) {
+                fail_upstream(502, "the upstream server " + x_.pool_key +
                                        " reset the connection during the request body");
             } else {
-                client_keep_alive_ = false;
+                x_.client_keep_alive = false;
                 abort_response();
             }
             return;
@@ -1037,7 +1033,7 @@ void Connection::on_request_pump_end(Pump& pump, Pump::Step how) {
 }
 
 void Connection::pump_request_body() {
-    if (req_body_done_ || state_ != State::Exchanging) return;
+    if (x_.req_body_done || state_ != State::Exchanging) return;
     if (req_pump_) return;  // the pump moves the body
     if (request_can_bypass()) {
         start_request_pump();
@@ -1047,29 +1043,29 @@ void Connection::pump_request_body() {
     evbuffer* out = bufferevent_get_output(upstream_.get());
     const size_t high = worker_.config().buffer_bytes;
     size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
-    if (!client_paused_ && !client_eof_ && queued < high) read_more(client_.get(), high - queued);
-    while (!req_body_done_ && evbuffer_get_length(in) > 0) {
+    if (!x_.client_paused && !client_eof_ && queued < high) read_more(client_.get(), high - queued);
+    while (!x_.req_body_done && evbuffer_get_length(in) > 0) {
         if (evbuffer_get_length(out) >= high) {
             // The upstream is slow to take the body: stop reading the client until it drains.
-            client_paused_ = true;
+            x_.client_paused = true;
             bufferevent_disable(client_.get(), EV_READ);
             watch_client();
             bufferevent_setwatermark(upstream_.get(), EV_WRITE, high / 2, 0);
             break;
         }
         touch();
-        if (req_framing_.kind == BodyKind::Length) {
+        if (x_.req_framing.kind == BodyKind::Length) {
             size_t n =
-                static_cast<size_t>(std::min<uint64_t>(req_remaining_, evbuffer_get_length(in)));
+                static_cast<size_t>(std::min<uint64_t>(x_.req_remaining, evbuffer_get_length(in)));
             evbuffer_remove_buffer(in, out, n);
-            req_remaining_ -= n;
-            if (req_remaining_ == 0) req_body_done_ = true;
+            x_.req_remaining -= n;
+            if (x_.req_remaining == 0) x_.req_body_done = true;
         } else {
             uint64_t moved = 0;
-            PumpStatus s = pump_chunked(in, out, req_chunked_, false, &moved);
+            PumpStatus s = pump_chunked(in, out, x_.req_chunked, false, &moved);
             if (s == PumpStatus::Error) {
                 // The head already went upstream: the exchange cannot be saved.
-                if (!response_started_) {
+                if (!x_.response_started) {
                     free_upstream();
                     reply_error(400, "bad chunked request body");
                 } else {
@@ -1077,16 +1073,16 @@ void Connection::pump_request_body() {
                 }
                 return;
             }
-            if (s == PumpStatus::Done) req_body_done_ = true;
+            if (s == PumpStatus::Done) x_.req_body_done = true;
             if (s == PumpStatus::NeedMore) break;
         }
     }
-    if (req_body_done_ && resp_done_) on_response_complete();
+    if (x_.req_body_done && x_.resp_done) on_response_complete();
 }
 
 void Connection::on_upstream_write() {
-    if (state_ != State::Exchanging || !client_paused_) return;
-    client_paused_ = false;
+    if (state_ != State::Exchanging || !x_.client_paused) return;
+    x_.client_paused = false;
     unwatch_client();
     bufferevent_setwatermark(upstream_.get(), EV_WRITE, 0, 0);
     bufferevent_enable(client_.get(), EV_READ);
@@ -1096,8 +1092,8 @@ void Connection::on_upstream_write() {
 void Connection::on_upstream_read() {
     if (state_ != State::Exchanging) return;
     touch();
-    if (!resp_head_done_) read_response_head();
-    if (state_ == State::Exchanging && resp_head_done_ && !resp_done_) pump_response_body();
+    if (!x_.resp_head_done) read_response_head();
+    if (state_ == State::Exchanging && x_.resp_head_done && !x_.resp_done) pump_response_body();
 }
 
 void Connection::read_response_head() {
@@ -1122,7 +1118,7 @@ void Connection::read_response_head() {
             return;
         }
         if (p.status != HeadStatus::Complete) {
-            fail_upstream(502, "invalid response from upstream " + pool_key_ + ": " +
+            fail_upstream(502, "invalid response from upstream " + x_.pool_key + ": " +
                                    (p.error.empty() ? "bad status line" : p.error));
             return;
         }
@@ -1134,50 +1130,50 @@ void Connection::read_response_head() {
                 fail_upstream(502, "the upstream switched protocols unasked");
                 return;
             }
-            if (++interim_responses_ > kMaxInterimResponses) {
-                client_keep_alive_ = false;  // a hostile upstream: the client starts afresh
-                fail_upstream(502, "the upstream server " + pool_key_ + " sent more than " +
+            if (++x_.interim_responses > kMaxInterimResponses) {
+                x_.client_keep_alive = false;  // a hostile upstream: the client starts afresh
+                fail_upstream(502, "the upstream server " + x_.pool_key + " sent more than " +
                                        std::to_string(kMaxInterimResponses) +
                                        " interim (1xx) responses");
                 return;
             }
             // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients only
             // (RFC 9110 §15.2).
-            if (req_.version_minor >= 1) {
+            if (x_.req.version_minor >= 1) {
                 std::string interim = serialize_client_response(head, 1, Framing{BodyKind::None, 0},
                                                                 ClientBodyCoding::AsIs, true);
                 bufferevent_write(client_.get(), interim.data(), interim.size());
             }
             continue;
         }
-        auto framing = response_framing(head, req_.method);
+        auto framing = response_framing(head, x_.req.method);
         if (!framing) {
             fail_upstream(502, "the upstream response has invalid framing");
             return;
         }
-        resp_framing_ = *framing;
-        resp_status_ = head.status;
-        txn_.status = head.status;
+        x_.resp_framing = *framing;
+        x_.resp_status = head.status;
+        x_.txn.status = head.status;
         if (const Header* ct = find_header(head.headers, "content-type")) {
-            txn_.content_type = ct->value;
+            x_.txn.content_type = ct->value;
         }
-        dechunk_ = resp_framing_.kind == BodyKind::Chunked && req_.version_minor == 0;
-        upstream_reusable_ = upstream_allows_reuse(head, resp_framing_);
-        client_keep_alive_ = client_keep_alive_ && !draining_ && !dechunk_ &&
-                             resp_framing_.kind != BodyKind::UntilClose;
+        x_.dechunk = x_.resp_framing.kind == BodyKind::Chunked && x_.req.version_minor == 0;
+        x_.upstream_reusable = upstream_allows_reuse(head, x_.resp_framing);
+        x_.client_keep_alive = x_.client_keep_alive && !draining_ && !x_.dechunk &&
+                             x_.resp_framing.kind != BodyKind::UntilClose;
         std::string out = serialize_client_response(
-            head, req_.version_minor, resp_framing_,
-            dechunk_ ? ClientBodyCoding::Dechunk : ClientBodyCoding::AsIs, client_keep_alive_);
+            head, x_.req.version_minor, x_.resp_framing,
+            x_.dechunk ? ClientBodyCoding::Dechunk : ClientBodyCoding::AsIs, x_.client_keep_alive);
         bufferevent_write(client_.get(), out.data(), out.size());
-        response_started_ = true;
-        resp_head_done_ = true;
-        resp_remaining_ = resp_framing_.length;
-        resp_chunked_ = ChunkedDecoder();
-        LOG_DEBUG("c=%llu %s %s -> %d", static_cast<unsigned long long>(id_), req_.method.c_str(),
-                  req_.target.c_str(), head.status);
-        if (resp_framing_.kind == BodyKind::None ||
-            (resp_framing_.kind == BodyKind::Length && resp_remaining_ == 0)) {
-            resp_done_ = true;
+        x_.response_started = true;
+        x_.resp_head_done = true;
+        x_.resp_remaining = x_.resp_framing.length;
+        x_.resp_chunked = ChunkedDecoder();
+        LOG_DEBUG("c=%llu %s %s -> %d", static_cast<unsigned long long>(id_), x_.req.method.c_str(),
+                  x_.req.target.c_str(), head.status);
+        if (x_.resp_framing.kind == BodyKind::None ||
+            (x_.resp_framing.kind == BodyKind::Length && x_.resp_remaining == 0)) {
+            x_.resp_done = true;
             on_response_complete();
         }
         return;
@@ -1186,23 +1182,23 @@ void Connection::read_response_head() {
 
 bool Connection::body_can_bypass() const {
     constexpr uint64_t kMinBody = 64 * 1024;  // smaller bodies cost less to copy than to set up
-    if (!worker_.pipes() || dechunk_ || !req_body_done_) return false;
+    if (!worker_.pipes() || x_.dechunk || !x_.req_body_done) return false;
     if (evbuffer_get_length(bufferevent_get_output(upstream_.get())) != 0) return false;
-    if (resp_framing_.kind == BodyKind::UntilClose) return true;
-    return resp_framing_.kind == BodyKind::Length &&
-           resp_remaining_ >= kMinBody + evbuffer_get_length(bufferevent_get_input(upstream_.get()));
+    if (x_.resp_framing.kind == BodyKind::UntilClose) return true;
+    return x_.resp_framing.kind == BodyKind::Length &&
+           x_.resp_remaining >= kMinBody + evbuffer_get_length(bufferevent_get_input(upstream_.get()));
 }
 
 void Connection::start_body_pump() {
     // The buffers step aside: what the client's output holds (the response head, maybe some
     // body) and what the upstream's input holds go first, then the rest socket to socket.
-    upstream_paused_ = false;
+    x_.upstream_paused = false;
     for (bufferevent* bev : {client_.get(), upstream_.get()}) {
         bufferevent_disable(bev, EV_READ | EV_WRITE);
         bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     }
     const uint64_t limit =
-        resp_framing_.kind == BodyKind::Length ? resp_remaining_ : Pump::kNoLimit;
+        x_.resp_framing.kind == BodyKind::Length ? x_.resp_remaining : Pump::kNoLimit;
     body_pump_ = std::make_unique<Pump>(
         worker_.base(), static_cast<int>(bufferevent_getfd(upstream_.get())),
         static_cast<int>(bufferevent_getfd(client_.get())), worker_.config().buffer_bytes,
@@ -1233,9 +1229,9 @@ void Connection::on_pump_end(Pump& pump, Pump::Step how) {
         return;
     }
     bufferevent_enable(client_.get(), EV_WRITE);
-    if (resp_framing_.kind == BodyKind::Length) resp_remaining_ = pump.remaining();
+    if (x_.resp_framing.kind == BodyKind::Length) x_.resp_remaining = pump.remaining();
     const bool complete = how == Pump::Step::Done ||
-                          (how == Pump::Step::Eof && resp_framing_.kind == BodyKind::UntilClose);
+                          (how == Pump::Step::Eof && x_.resp_framing.kind == BodyKind::UntilClose);
     if (!complete) {
         LOG_DEBUG("c=%llu %s", static_cast<unsigned long long>(id_),
                   how == Pump::Step::SourceError ? "upstream reset mid-response"
@@ -1243,8 +1239,8 @@ void Connection::on_pump_end(Pump& pump, Pump::Step how) {
         abort_response();
         return;
     }
-    if (resp_framing_.kind == BodyKind::UntilClose) upstream_reusable_ = false;
-    resp_done_ = true;
+    if (x_.resp_framing.kind == BodyKind::UntilClose) x_.upstream_reusable = false;
+    x_.resp_done = true;
     on_response_complete();
 }
 
@@ -1258,32 +1254,32 @@ void Connection::pump_response_body() {
     evbuffer* out = bufferevent_get_output(client_.get());
     const size_t high = worker_.config().buffer_bytes;
     size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
-    if (!upstream_paused_ && !upstream_eof_ && queued < high) read_more(upstream_.get(), high - queued);
-    while (!resp_done_ && evbuffer_get_length(in) > 0) {
+    if (!x_.upstream_paused && !x_.upstream_eof && queued < high) read_more(upstream_.get(), high - queued);
+    while (!x_.resp_done && evbuffer_get_length(in) > 0) {
         if (evbuffer_get_length(out) >= high) {
             // The client reads slowly: stop reading the upstream until the client drains.
             pause_upstream();
             return;
         }
-        switch (resp_framing_.kind) {
+        switch (x_.resp_framing.kind) {
             case BodyKind::Length: {
                 size_t n = static_cast<size_t>(
-                    std::min<uint64_t>(resp_remaining_, evbuffer_get_length(in)));
+                    std::min<uint64_t>(x_.resp_remaining, evbuffer_get_length(in)));
                 evbuffer_remove_buffer(in, out, n);
-                resp_remaining_ -= n;
-                if (resp_remaining_ == 0) resp_done_ = true;
+                x_.resp_remaining -= n;
+                if (x_.resp_remaining == 0) x_.resp_done = true;
                 break;
             }
             case BodyKind::Chunked: {
                 uint64_t moved = 0;
-                PumpStatus s = pump_chunked(in, out, resp_chunked_, dechunk_, &moved);
+                PumpStatus s = pump_chunked(in, out, x_.resp_chunked, x_.dechunk, &moved);
                 if (s == PumpStatus::Error) {
                     LOG_DEBUG("c=%llu bad chunked response body from upstream",
                               static_cast<unsigned long long>(id_));
                     abort_response();
                     return;
                 }
-                if (s == PumpStatus::Done) resp_done_ = true;
+                if (s == PumpStatus::Done) x_.resp_done = true;
                 if (s == PumpStatus::NeedMore) return;
                 break;
             }
@@ -1291,31 +1287,31 @@ void Connection::pump_response_body() {
                 evbuffer_add_buffer(out, in);
                 break;
             case BodyKind::None:
-                resp_done_ = true;
+                x_.resp_done = true;
                 break;
         }
     }
-    if (resp_done_) on_response_complete();
+    if (x_.resp_done) on_response_complete();
 }
 
 void Connection::on_response_complete() {
     end_txn(std::string());
-    if (!req_body_done_) {
+    if (!x_.req_body_done) {
         // The upstream answered before the whole body was sent (e.g. 413). The rest of the
         // body cannot be skipped safely on either side: close both after the response.
         free_upstream();
-        client_keep_alive_ = false;
+        x_.client_keep_alive = false;
         close_after_flush();
         return;
     }
-    bool upstream_clean = upstream_reusable_ && upstream_.get() &&
+    bool upstream_clean = x_.upstream_reusable && upstream_.get() &&
                           evbuffer_get_length(bufferevent_get_input(upstream_.get())) == 0;
     if (upstream_clean) {
-        worker_.pool().put(pool_key_, std::move(upstream_));
+        worker_.pool().put(x_.pool_key, std::move(upstream_));
     } else {
         free_upstream();
     }
-    if (client_keep_alive_ && !client_eof_ && !draining_) {
+    if (x_.client_keep_alive && !client_eof_ && !draining_) {
         next_request();
     } else {
         close_after_flush();
@@ -1325,32 +1321,32 @@ void Connection::on_response_complete() {
 void Connection::on_upstream_closed(bool error) {
     // Whatever arrived before the close is still to be relayed.
     if (!error) {
-        upstream_eof_ = true;
-        if (!resp_head_done_) read_response_head();
+        x_.upstream_eof = true;
+        if (!x_.resp_head_done) read_response_head();
         if (state_ != State::Exchanging) return;
-        if (resp_head_done_ && !resp_done_) pump_response_body();
+        if (x_.resp_head_done && !x_.resp_done) pump_response_body();
         if (state_ != State::Exchanging) return;
     }
-    if (upstream_paused_ && !error) return;  // pump_response_body() comes back when drained
-    if (resp_head_done_ && resp_framing_.kind == BodyKind::UntilClose && !error) {
-        resp_done_ = true;
-        upstream_reusable_ = false;
+    if (x_.upstream_paused && !error) return;  // pump_response_body() comes back when drained
+    if (x_.resp_head_done && x_.resp_framing.kind == BodyKind::UntilClose && !error) {
+        x_.resp_done = true;
+        x_.upstream_reusable = false;
         on_response_complete();
         return;
     }
-    if (!resp_head_done_ && !response_started_ && upstream_reused_ && retries_ == 0 &&
-        req_framing_.kind == BodyKind::None) {
+    if (!x_.resp_head_done && !x_.response_started && x_.upstream_reused && x_.retries == 0 &&
+        x_.req_framing.kind == BodyKind::None) {
         // A pooled connection the server closed just as we reused it: try once more, fresh.
         LOG_DEBUG("c=%llu pooled upstream %s closed, retrying",
-                  static_cast<unsigned long long>(id_), pool_key_.c_str());
-        ++retries_;
+                  static_cast<unsigned long long>(id_), x_.pool_key.c_str());
+        ++x_.retries;
         free_upstream();
-        open_upstream(target_);
+        open_upstream(x_.target);
         return;
     }
-    if (!resp_head_done_) {
-        fail_upstream(502, error ? "the upstream server " + pool_key_ + " reset the connection"
-                                 : "the upstream server " + pool_key_ +
+    if (!x_.resp_head_done) {
+        fail_upstream(502, error ? "the upstream server " + x_.pool_key + " reset the connection"
+                                 : "the upstream server " + x_.pool_key +
                                        " closed the connection before answering");
         return;
     }
@@ -1361,7 +1357,7 @@ void Connection::on_upstream_closed(bool error) {
 
 void Connection::fail_upstream(int status, const std::string& detail) {
     free_upstream();
-    if (response_started_) {
+    if (x_.response_started) {
         LOG_DEBUG("c=%llu %s", static_cast<unsigned long long>(id_), detail.c_str());
         abort_response();
         return;
@@ -1373,11 +1369,11 @@ void Connection::fail_upstream(int status, const std::string& detail) {
 
 void Connection::start_tunnel() {
     set_state(State::Tunneling);
-    txn_.status = 200;
+    x_.txn.status = 200;
     bufferevent_write(client_.get(), kConnectEstablished.data(), kConnectEstablished.size());
     // An idle tunnel should cost little memory: drop the request's strings.
-    req_ = RequestHead();
-    upstream_head_ = std::string();
+    x_.req = RequestHead();
+    x_.upstream_head = std::string();
     // The relay takes both connections (and frees their bufferevents once it has their bytes).
     relay_ = std::make_unique<Relay>(std::move(client_), std::move(upstream_),
                                      worker_.config().buffer_bytes, worker_.pipes(), this);
@@ -1394,9 +1390,9 @@ void Connection::on_relay_done(const char* reason, bool error) {
 
 void Connection::reply(const std::string& bytes, bool keep_alive) {
     bufferevent_write(client_.get(), bytes.data(), bytes.size());
-    if (txn_.content_type.empty()) txn_.content_type = content_type_of(bytes);
-    end_txn(txn_.error);
-    bool can_continue = keep_alive && req_body_done_ && !client_eof_ && !draining_;
+    if (x_.txn.content_type.empty()) x_.txn.content_type = content_type_of(bytes);
+    end_txn(x_.txn.error);
+    bool can_continue = keep_alive && x_.req_body_done && !client_eof_ && !draining_;
     if (can_continue) {
         next_request();
     } else {
@@ -1408,12 +1404,12 @@ void Connection::reply_error(int status, const std::string& detail, bool may_kee
     LOG_DEBUG("c=%llu %s answered %d: %s", static_cast<unsigned long long>(id_),
               client_addr_.c_str(), status, detail.c_str());
     free_upstream();
-    if (!txn_open_) begin_txn();           // a head that never parsed (400, 408, 414, 431, 505)
-    txn_.kind = Transaction::Kind::Local;  // even after an allowed decision: no upstream answered
-    txn_.status = status;
-    txn_.error = detail;
-    bool head_only = req_.method == "HEAD";
-    bool keep_alive = may_keep_alive && client_keep_alive_ && req_body_done_;
+    if (!x_.txn_open) begin_txn();           // a head that never parsed (400, 408, 414, 431, 505)
+    x_.txn.kind = Transaction::Kind::Local;  // even after an allowed decision: no upstream answered
+    x_.txn.status = status;
+    x_.txn.error = detail;
+    bool head_only = x_.req.method == "HEAD";
+    bool keep_alive = may_keep_alive && x_.client_keep_alive && x_.req_body_done;
     reply(make_error_response(status, detail, keep_alive, head_only), keep_alive);
 }
 
@@ -1446,9 +1442,9 @@ void Connection::abort_response() {
     // the client, then the connection closes — for a client, the only honest signal left (the
     // body is shorter than its Content-Length, or lacks the last chunk).
     free_upstream();
-    client_keep_alive_ = false;
+    x_.client_keep_alive = false;
     end_txn("the upstream response was cut short");
-    if (dechunk_ || resp_framing_.kind == BodyKind::UntilClose) {
+    if (x_.dechunk || x_.resp_framing.kind == BodyKind::UntilClose) {
         // The client reads this body until the connection ends: a clean close would make the
         // truncated body look complete (RFC 9112 §8). Only a reset says it is not.
         linger lin{1, 0};
@@ -1499,34 +1495,34 @@ void Connection::on_client_bytes(bool output, size_t added, size_t deleted) {
 }
 
 void Connection::begin_txn() {
-    txn_ = Transaction();
-    txn_open_ = true;
-    txn_start_ms_ = loop_now_ms(worker_.base());
-    txn_in_base_ = client_in_total_;
-    txn_out_base_ = client_out_total_;
-    txn_.start_unix_ms = txn_start_ms_;
-    txn_.client = client_ip_;
-    txn_.client_addr = client_addr_;
+    x_.txn = Transaction();
+    x_.txn_open = true;
+    x_.txn_start_ms = loop_now_ms(worker_.base());
+    x_.txn_in_base = client_in_total_;
+    x_.txn_out_base = client_out_total_;
+    x_.txn.start_unix_ms = x_.txn_start_ms;
+    x_.txn.client = client_ip_;
+    x_.txn.client_addr = client_addr_;
     // "-" until the head parses. push_back, not = "-": GCC 12 at -O3 reports a false -Wrestrict
     // for a one-character string assignment here (GCC bug 105329).
-    txn_.method.push_back('-');
-    txn_.url.push_back('-');
+    x_.txn.method.push_back('-');
+    x_.txn.url.push_back('-');
 }
 
 void Connection::end_txn(const std::string& error) {
-    if (!txn_open_) return;
-    txn_open_ = false;
-    if (txn_.status == 0 && response_started_) txn_.status = resp_status_;
-    txn_.elapsed_ms = loop_now_ms(worker_.base()) - txn_start_ms_;
-    txn_.bytes_to_client = client_out_total_ - txn_out_base_;
-    txn_.bytes_from_client = client_in_total_ - txn_in_base_;
-    if (req_pump_) txn_.bytes_from_client += req_pump_->moved();  // the txn ends mid-upload
+    if (!x_.txn_open) return;
+    x_.txn_open = false;
+    if (x_.txn.status == 0 && x_.response_started) x_.txn.status = x_.resp_status;
+    x_.txn.elapsed_ms = loop_now_ms(worker_.base()) - x_.txn_start_ms;
+    x_.txn.bytes_to_client = client_out_total_ - x_.txn_out_base;
+    x_.txn.bytes_from_client = client_in_total_ - x_.txn_in_base;
+    if (req_pump_) x_.txn.bytes_from_client += req_pump_->moved();  // the txn ends mid-upload
     if (relay_) {  // a tunnel's bytes bypass the client's buffers
-        txn_.bytes_to_client += relay_->bytes_to_client();
-        txn_.bytes_from_client += relay_->bytes_from_client();
+        x_.txn.bytes_to_client += relay_->bytes_to_client();
+        x_.txn.bytes_from_client += relay_->bytes_from_client();
     }
-    if (txn_.error.empty()) txn_.error = error;
-    worker_.record(txn_);
+    if (x_.txn.error.empty()) x_.txn.error = error;
+    worker_.record(x_.txn);
 }
 
 void Connection::free_upstream() {
@@ -1534,7 +1530,7 @@ void Connection::free_upstream() {
     req_pump_.reset();
     if (!upstream_) return;
     upstream_.reset();
-    upstream_paused_ = false;
+    x_.upstream_paused = false;
 }
 
 }  // namespace hallpass

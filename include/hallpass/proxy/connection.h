@@ -18,6 +18,7 @@
 #include "hallpass/http/http_parser.h"
 #include "hallpass/http/uri.h"
 #include "hallpass/observe/transaction.h"
+#include "hallpass/proxy/exchange.h"
 #include "hallpass/proxy/pump.h"
 #include "hallpass/proxy/relay.h"
 
@@ -172,59 +173,13 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     bool tunnel_closed_ = false;  // the tunnel ended by both sides closing, not an error/timeout
     bool idle_listed_ = false;    // listed as idle in SharedState::clients
 
-    // The current request.
-    bool head_started_ = false;
-    size_t head_scanned_ = 0;  // bytes already searched for the end of the head
-    RequestHead req_;
-    bool is_connect_ = false;
-    AbsoluteUri uri_;       // HTTP requests
-    Authority target_;      // where we connect (HTTP and CONNECT)
-    std::string pool_key_;  // target_.host_port()
-    std::string upstream_head_;
-    Framing req_framing_;
-    uint64_t req_remaining_ = 0;
-    ChunkedDecoder req_chunked_;
-    bool req_body_done_ = true;
-    bool client_keep_alive_ = false;
-    bool client_paused_ = false;   // client reads paused: upstream output full
+    // The current request and its response; a fresh one for every request.
+    Exchange x_;
     bool answers_paused_ = false;  // client reads paused: its output full (pipelining)
 
-    // The rule snapshot that decided the request, and the deciding rule (-1: the default), for
-    // the second check after DNS.
-    std::shared_ptr<const RuleSet> rules_;
-    int decided_rule_ = -1;
-
-    // Upstream choice.
-    std::vector<sockaddr_storage> addrs_;
-    size_t addr_index_ = 0;
-    std::string connect_error_;
-    bool connect_timed_out_ = false;
-    bool upstream_reused_ = false;
-    int retries_ = 0;
-
-    // The current response.
-    bool resp_head_done_ = false;
-    bool response_started_ = false;  // bytes of a response went to the client
-    Framing resp_framing_;
-    uint64_t resp_remaining_ = 0;
-    ChunkedDecoder resp_chunked_;
-    bool dechunk_ = false;
-    bool resp_done_ = false;
-    bool upstream_reusable_ = false;
-    bool upstream_paused_ = false;  // upstream reads paused: client output full
-    bool upstream_eof_ = false;     // the upstream closed; buffered bytes may remain
-    int resp_status_ = 0;
-    int interim_responses_ = 0;  // 1xx heads of this request so far
-
-    // Accounting for the access log and statistics.
-    Transaction txn_;
-    bool txn_open_ = false;
-    int64_t txn_start_ms_ = 0;
-    int64_t phase_start_ms_ = 0;     // start of the DNS lookup or of the first connect
+    // Accounting for the access log and statistics, over the connection's life.
     uint64_t client_in_total_ = 0;   // bytes taken out of the client's input buffer
     uint64_t client_out_total_ = 0;  // bytes queued for the client
-    uint64_t txn_in_base_ = 0;
-    uint64_t txn_out_base_ = 0;
 };
 
 }  // namespace hallpass
