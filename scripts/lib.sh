@@ -28,7 +28,8 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# build_hallpass BUILDDIR [meson options...]: configure once, then build.
+# build_hallpass BUILDDIR [meson options...]: configure once, then build everything, or only
+# the targets in BUILD_TARGETS (scripts/run: just the binary, so a first start is quick).
 build_hallpass() {
     local dir=$1
     shift
@@ -37,5 +38,6 @@ build_hallpass() {
     else
         meson configure "$dir" "$@" >/dev/null
     fi
-    ninja -C "$dir"
+    # shellcheck disable=SC2086
+    ninja -C "$dir" ${BUILD_TARGETS:-}
 }
