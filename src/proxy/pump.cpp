@@ -289,7 +289,13 @@ Pump::Step Pump::step() {
                 return end(Step::SourceError);
         }
     }
-    // Out of rounds with bytes still coming: the read event (level-triggered) calls again.
+    // Out of rounds: the last round read bytes it has not written yet, so the write event
+    // (not the source, which may have nothing more to send) brings us back; without pending
+    // bytes, the read event (level-triggered) does.
+    if (pending() > 0) {
+        if (!set_writing(true)) return end(Step::SinkError);
+        return Step::Paused;
+    }
     set_reading(true);
     return Step::NeedMore;
 }

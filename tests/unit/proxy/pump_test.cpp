@@ -7,7 +7,9 @@
 #include <doctest/doctest.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -129,4 +131,47 @@ TEST_CASE("pump: a sink that went away is a SinkError") {
     for (int i = 0; i < 200 && !rig.ended; ++i) rig.spin(1);
     CHECK(rig.ended);
     CHECK(rig.how == Pump::Step::SinkError);
+}
+
+TEST_CASE("pump: out of rounds with bytes read but not written, the write event finishes it") {
+    // Sixteen rounds of one pipe-full each: the last round reads the last bytes of the limit and
+    // leaves them unwritten. Nothing more will come from the source; only the sink's write event
+    // can finish the pump (it once waited for a read that never came).
+    event_base* base = event_base_new();
+    int source[2], sink[2];
+    REQUIRE(::pipe2(source, O_NONBLOCK) == 0);
+    REQUIRE(::pipe2(sink, O_NONBLOCK) == 0);
+    REQUIRE(::fcntl(source[1], F_SETPIPE_SZ, 1 << 20) >= (1 << 20));
+    REQUIRE(::fcntl(sink[1], F_SETPIPE_SZ, 1 << 20) >= (1 << 20));
+    const size_t step = 64 * 1024;
+    const std::string data(16 * step, 'r');
+    REQUIRE(::write(source[1], data.data(), data.size()) == static_cast<ssize_t>(data.size()));
+    struct Done final : Pump::Owner {
+        bool ended = false;
+        Pump::Step how = Pump::Step::NeedMore;
+        void on_pump_end(Pump&, Pump::Step step) override {
+            ended = true;
+            how = step;
+        }
+    } owner;
+    PipePool pipes(4, step);
+    {
+        auto probe = pipes.take();  // the pump's pipes hold one step each
+        REQUIRE(probe);
+        REQUIRE(probe->capacity == step);
+        pipes.give(*probe);
+    }
+    {
+        Pump pump(base, source[0], sink[1], 256 * 1024, &pipes, &owner, data.size());
+        REQUIRE(pump.start());
+        for (int i = 0; i < 20 && !owner.ended; ++i) event_base_loop(base, EVLOOP_NONBLOCK);
+        CHECK(owner.ended);
+        CHECK(owner.how == Pump::Step::Done);
+        CHECK(pump.moved() == data.size());
+    }
+    int queued = 0;
+    REQUIRE(::ioctl(sink[0], FIONREAD, &queued) == 0);
+    CHECK(queued == static_cast<int>(data.size()));
+    for (int fd : {source[0], source[1], sink[0], sink[1]}) ::close(fd);
+    event_base_free(base);
 }
