@@ -502,21 +502,35 @@ void Connection::handle_request() {
     x_.is_connect = false;
     if (x_.req.method == "CONNECT") {
         handle_connect();
-        return;
-    }
-    if (x_.req.target.starts_with('/') || x_.req.target == "*") {
+    } else if (x_.req.target.starts_with('/') || x_.req.target == "*") {
         handle_origin_form();
-        return;
+    } else {
+        handle_absolute_form();
     }
+}
+
+void Connection::handle_absolute_form() {
     auto framing = request_framing(x_.req);
     if (!framing) {
         reply_error(400, "ambiguous or invalid message framing (Content-Length/Transfer-Encoding)");
         return;
     }
+    if (!accept_absolute_target()) return;
+    expect_request_body(*framing);
+    x_.client_keep_alive = client_wants_keep_alive(x_.req) && !draining_;
+    if (x_.target.kind != HostKind::Name) {
+        // An IP literal is checked at once; names after DNS (on_resolved).
+        if (auto ip = IpAddr::parse(x_.target.host); ip && refuse_destination(*ip)) return;
+    }
+    if (!check_policy()) return;
+    forward_request();
+}
+
+bool Connection::accept_absolute_target() {
     const Header* host = find_header(x_.req.headers, "host");
     if (!host && x_.req.version_minor >= 1) {
         reply_error(400, "HTTP/1.1 requests need a Host header (RFC 9112 section 3.2)");
-        return;
+        return false;
     }
     // The scheme first: file:/// has no authority, yet the right answer is "not supported".
     if (size_t colon = x_.req.target.find("://"); colon != std::string::npos && colon > 0) {
@@ -526,13 +540,13 @@ void Connection::handle_request() {
         if (scheme != "http") {
             reply_error(501, "hallpass relays http:// URLs; " + scheme +
                                  ":// is not supported (HTTPS goes through CONNECT)");
-            return;
+            return false;
         }
     }
     auto uri = parse_absolute_uri(x_.req.target);
     if (!uri) {
         reply_error(400, "bad request target: " + uri.error().message);
-        return;
+        return false;
     }
     // The absolute-form target decides where the request goes (RFC 9112 §3.2.2); a Host header
     // that is not even a valid host is a sign of an attempt to confuse someone along the path.
@@ -540,29 +554,29 @@ void Connection::handle_request() {
     if (host && !iequals(host->value, uri->authority.host_header(80))) {
         if (!parse_authority(host->value, false, 80)) {
             reply_error(400, "invalid Host header");
-            return;
+            return false;
         }
     }
     const PortRanges& http_ports = worker_.config().http_ports;
     if (!http_ports.empty() && !http_ports.contains(uri->authority.port)) {
         reply_error(403, "plain HTTP to port " + std::to_string(uri->authority.port) +
                              " is not allowed (server.http_ports)");
-        return;
+        return false;
     }
     x_.uri = std::move(*uri);
     x_.target = x_.uri.authority;
-    x_.req_framing = *framing;
-    x_.req_body_done = x_.req_framing.kind == BodyKind::None;
-    x_.req_remaining = x_.req_framing.kind == BodyKind::Length ? x_.req_framing.length : 0;
-    if (x_.req_framing.kind == BodyKind::Length && x_.req_remaining == 0) x_.req_body_done = true;
-    x_.req_chunked = ChunkedDecoder();
-    x_.client_keep_alive = client_wants_keep_alive(x_.req) && !draining_;
-    if (x_.target.kind != HostKind::Name) {
-        // An IP literal is checked at once; names after DNS (on_resolved).
-        if (auto ip = IpAddr::parse(x_.target.host); ip && refuse_destination(*ip)) return;
-    }
-    if (!check_policy()) return;
+    return true;
+}
 
+void Connection::expect_request_body(const Framing& framing) {
+    x_.req_framing = framing;
+    x_.req_body_done = framing.kind == BodyKind::None ||
+                       (framing.kind == BodyKind::Length && framing.length == 0);
+    x_.req_remaining = framing.kind == BodyKind::Length ? framing.length : 0;
+    x_.req_chunked = ChunkedDecoder();
+}
+
+void Connection::forward_request() {
     x_.upstream_head = serialize_upstream_request(x_.req, x_.uri, x_.req_framing, true);
     x_.pool_key = x_.target.host_port();
     x_.retries = 0;
@@ -571,7 +585,8 @@ void Connection::handle_request() {
         x_.upstream_reused = true;
         x_.txn.upstream_reused = true;
         x_.txn.upstream = peer_of(upstream_.get());
-        bufferevent_setcb(upstream_.get(), upstream_read_cb, upstream_write_cb, upstream_event_cb, this);
+        bufferevent_setcb(upstream_.get(), upstream_read_cb, upstream_write_cb, upstream_event_cb,
+                          this);
         set_state(State::Exchanging);
         send_request();
         return;
@@ -1123,60 +1138,67 @@ void Connection::read_response_head() {
             return;
         }
         evbuffer_drain(in, p.consumed);
-        ResponseHead& head = p.head;
-        if (head.status >= 100 && head.status < 200) {
-            if (head.status == 101) {
-                // We never forward Upgrade, so a switch was not asked for.
-                fail_upstream(502, "the upstream switched protocols unasked");
-                return;
-            }
-            if (++x_.interim_responses > kMaxInterimResponses) {
-                x_.client_keep_alive = false;  // a hostile upstream: the client starts afresh
-                fail_upstream(502, "the upstream server " + x_.pool_key + " sent more than " +
-                                       std::to_string(kMaxInterimResponses) +
-                                       " interim (1xx) responses");
-                return;
-            }
-            // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients only
-            // (RFC 9110 §15.2).
-            if (x_.req.version_minor >= 1) {
-                std::string interim = serialize_client_response(head, 1, Framing{BodyKind::None, 0},
-                                                                ClientBodyCoding::AsIs, true);
-                bufferevent_write(client_.get(), interim.data(), interim.size());
-            }
+        if (p.head.status >= 100 && p.head.status < 200) {
+            if (!forward_interim(p.head)) return;
             continue;
         }
-        auto framing = response_framing(head, x_.req.method);
-        if (!framing) {
-            fail_upstream(502, "the upstream response has invalid framing");
-            return;
-        }
-        x_.resp_framing = *framing;
-        x_.resp_status = head.status;
-        x_.txn.status = head.status;
-        if (const Header* ct = find_header(head.headers, "content-type")) {
-            x_.txn.content_type = ct->value;
-        }
-        x_.dechunk = x_.resp_framing.kind == BodyKind::Chunked && x_.req.version_minor == 0;
-        x_.upstream_reusable = upstream_allows_reuse(head, x_.resp_framing);
-        x_.client_keep_alive = x_.client_keep_alive && !draining_ && !x_.dechunk &&
-                             x_.resp_framing.kind != BodyKind::UntilClose;
-        std::string out = serialize_client_response(
-            head, x_.req.version_minor, x_.resp_framing,
-            x_.dechunk ? ClientBodyCoding::Dechunk : ClientBodyCoding::AsIs, x_.client_keep_alive);
-        bufferevent_write(client_.get(), out.data(), out.size());
-        x_.response_started = true;
-        x_.resp_head_done = true;
-        x_.resp_remaining = x_.resp_framing.length;
-        x_.resp_chunked = ChunkedDecoder();
-        LOG_DEBUG("c=%llu %s %s -> %d", static_cast<unsigned long long>(id_), x_.req.method.c_str(),
-                  x_.req.target.c_str(), head.status);
-        if (x_.resp_framing.kind == BodyKind::None ||
-            (x_.resp_framing.kind == BodyKind::Length && x_.resp_remaining == 0)) {
-            x_.resp_done = true;
-            on_response_complete();
-        }
+        start_response(p.head);
         return;
+    }
+}
+
+bool Connection::forward_interim(const ResponseHead& head) {
+    if (head.status == 101) {
+        // We never forward Upgrade, so a switch was not asked for.
+        fail_upstream(502, "the upstream switched protocols unasked");
+        return false;
+    }
+    if (++x_.interim_responses > kMaxInterimResponses) {
+        x_.client_keep_alive = false;  // a hostile upstream: the client starts afresh
+        fail_upstream(502, "the upstream server " + x_.pool_key + " sent more than " +
+                               std::to_string(kMaxInterimResponses) + " interim (1xx) responses");
+        return false;
+    }
+    // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients only
+    // (RFC 9110 §15.2).
+    if (x_.req.version_minor >= 1) {
+        std::string interim = serialize_client_response(head, 1, Framing{BodyKind::None, 0},
+                                                        ClientBodyCoding::AsIs, true);
+        bufferevent_write(client_.get(), interim.data(), interim.size());
+    }
+    return true;
+}
+
+void Connection::start_response(const ResponseHead& head) {
+    auto framing = response_framing(head, x_.req.method);
+    if (!framing) {
+        fail_upstream(502, "the upstream response has invalid framing");
+        return;
+    }
+    x_.resp_framing = *framing;
+    x_.resp_status = head.status;
+    x_.txn.status = head.status;
+    if (const Header* ct = find_header(head.headers, "content-type")) {
+        x_.txn.content_type = ct->value;
+    }
+    x_.dechunk = x_.resp_framing.kind == BodyKind::Chunked && x_.req.version_minor == 0;
+    x_.upstream_reusable = upstream_allows_reuse(head, x_.resp_framing);
+    x_.client_keep_alive = x_.client_keep_alive && !draining_ && !x_.dechunk &&
+                           x_.resp_framing.kind != BodyKind::UntilClose;
+    std::string out = serialize_client_response(
+        head, x_.req.version_minor, x_.resp_framing,
+        x_.dechunk ? ClientBodyCoding::Dechunk : ClientBodyCoding::AsIs, x_.client_keep_alive);
+    bufferevent_write(client_.get(), out.data(), out.size());
+    x_.response_started = true;
+    x_.resp_head_done = true;
+    x_.resp_remaining = x_.resp_framing.length;
+    x_.resp_chunked = ChunkedDecoder();
+    LOG_DEBUG("c=%llu %s %s -> %d", static_cast<unsigned long long>(id_), x_.req.method.c_str(),
+              x_.req.target.c_str(), head.status);
+    if (x_.resp_framing.kind == BodyKind::None ||
+        (x_.resp_framing.kind == BodyKind::Length && x_.resp_remaining == 0)) {
+        x_.resp_done = true;
+        on_response_complete();
     }
 }
 

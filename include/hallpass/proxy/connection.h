@@ -86,7 +86,11 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     // ReadingHead
     void process_input();
     void parse_head();
-    void handle_request();
+    void handle_request();        // dispatches on the target's form
+    void handle_absolute_form();  // a request to relay: check, decide, forward
+    bool accept_absolute_target();  // Host, scheme, URI, ports; answers itself when false
+    void expect_request_body(const Framing& framing);
+    void forward_request();  // the upstream head, then a pooled connection or a new one
     void handle_connect();
     void handle_origin_form();
     bool names_this_host(const Authority& a) const;  // one of our addresses or host names
@@ -111,7 +115,9 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     // Exchanging
     void send_request();
     void pump_request_body();
-    void read_response_head();
+    void read_response_head();  // parses heads as they come: interim ones, then the final one
+    bool forward_interim(const ResponseHead& head);  // false: the exchange failed
+    void start_response(const ResponseHead& head);  // the final head: framing, relay, complete?
     void pump_response_body();
     // A body framed by Content-Length (64 KiB or more to come) or by close, not de-chunked,
     // with the request all sent: moved by a Pump (splice) instead of through the buffers.
