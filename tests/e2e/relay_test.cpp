@@ -523,14 +523,14 @@ TEST_CASE("relay: a large upload goes socket to socket; an origin that stops rea
     Hallpass proxy(dir, opts);
     const long rss_before = proxy.rss_kib();
     RawClient c(proxy.port());
-    const size_t size = 64 << 20;
+    const size_t size = size_t{256} << 20;
     c.send("POST http://127.0.0.1:" + std::to_string(origin.port()) +
            "/up HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + std::to_string(size) +
            "\r\n\r\n");
     // Offer far more than the kernel's socket buffers and hallpass may hold.
     const std::string chunk(1 << 20, 'u');
     size_t sent = 0;
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < 256; ++i) {
         size_t n = c.send_some(chunk, 200ms);
         sent += n;
         if (n < chunk.size()) break;
@@ -540,7 +540,8 @@ TEST_CASE("relay: a large upload goes socket to socket; an origin that stops rea
     const size_t in_pipes = bytes_in_pipes(proxy.pid());
     MESSAGE("the client got " << sent << " bytes out; " << in_pipes << " bytes in hallpass's pipes");
     // Stopped by backpressure, not swallowed: what left the client sits in the kernel's socket
-    // buffers (loopback autotuning lets them grow to several MiB each) and in one pipe.
+    // buffers (loopback autotuning lets them grow to tens of MiB when the proxy is slow, as
+    // under ASan) and in one pipe; hallpass itself holds the pipe and no more (RSS below).
     CHECK(sent < size / 2);
     CHECK(in_pipes > 0);  // the body's bytes in flight sit in a pipe
     CHECK(in_pipes <= 262144);
