@@ -289,15 +289,12 @@ Pump::Step Pump::step() {
                 return end(Step::SourceError);
         }
     }
-    // Out of rounds: the last round read bytes it has not written yet, so the write event
-    // (not the source, which may have nothing more to send) brings us back; without pending
-    // bytes, the read event (level-triggered) does.
-    if (pending() > 0) {
-        if (!set_writing(true)) return end(Step::SinkError);
-        return Step::Paused;
-    }
-    set_reading(true);
-    return Step::NeedMore;
+    // Out of rounds. Bytes read but not written yet: the write event brings us back (the source
+    // may have nothing more to send). And while the source may send more, its read event too
+    // (level-triggered; it is also what reports the source's reset).
+    if (pending() > 0 && !set_writing(true)) return end(Step::SinkError);
+    if (!eof_ && remaining_ > 0) set_reading(true);
+    return pending() > 0 ? Step::Paused : Step::NeedMore;
 }
 
 void Pump::on_event() { step(); }
