@@ -33,9 +33,6 @@ namespace {
 // response in flight (RFC 9112 §9.6).
 constexpr int kLingerMs = 2000;
 
-// How often a client whose reads are paused for backpressure is checked for a reset.
-constexpr int kPausedCheckMs = 500;
-
 // Interim (1xx) responses one request may receive before the upstream is taken for a hostile
 // one: real servers send one 100 Continue or a couple of 103 Early Hints.
 constexpr int kMaxInterimResponses = 16;
@@ -75,9 +72,6 @@ void upstream_event_cb(bufferevent*, short what, void* arg) {
     static_cast<Connection*>(arg)->on_upstream_event(what);
 }
 void timer_cb(evutil_socket_t, short, void* arg) { static_cast<Connection*>(arg)->on_timer(); }
-void client_watch_cb(evutil_socket_t, short, void* arg) {
-    static_cast<Connection*>(arg)->on_client_check();
-}
 void client_output_cb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
     static_cast<Connection*>(arg)->on_client_bytes(true, info->n_added, info->n_deleted);
 }
@@ -119,45 +113,15 @@ socklen_t addr_len(const sockaddr_storage& ss) {
     return ss.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
 }
 
-enum class PumpStatus { NeedMore, Done, Error };
-
-// Moves chunked-coded bytes from `in` to `out` up to the end of the body. With `dechunk` only
-// the payload is moved and the framing dropped (for HTTP/1.0 clients).
-PumpStatus pump_chunked(evbuffer* in, evbuffer* out, ChunkedDecoder& dec, bool dechunk,
-                        uint64_t* payload_moved) {
-    while (size_t len = evbuffer_get_length(in)) {
-        if (uint64_t rem = dec.data_remaining()) {
-            size_t n = static_cast<size_t>(std::min<uint64_t>(rem, len));
-            evbuffer_remove_buffer(in, out, n);
-            dec.skip_data(n);
-            *payload_moved += n;
-            continue;
-        }
-        size_t n = std::min(len, ChunkedDecoder::kMaxLineBytes + 2);
-        const unsigned char* p = evbuffer_pullup(in, static_cast<ev_ssize_t>(n));
-        ChunkedDecoder::Step step = dec.feed(std::string_view(reinterpret_cast<const char*>(p), n));
-        if (step.consumed > 0) {
-            if (step.data > 0 || !dechunk) {
-                evbuffer_remove_buffer(in, out, step.consumed);
-            } else {
-                evbuffer_drain(in, step.consumed);
-            }
-            *payload_moved += step.data;
-        }
-        if (step.status == ChunkedDecoder::Status::Done) return PumpStatus::Done;
-        if (step.status == ChunkedDecoder::Status::Error) return PumpStatus::Error;
-        if (step.consumed == 0) return PumpStatus::NeedMore;
-    }
-    return PumpStatus::NeedMore;
-}
-
 }  // namespace
 
 Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer)
     : worker_(worker),
       id_(id),
       client_addr_(format_address(peer)),
-      client_ip_(IpAddr::from_sockaddr(peer).value_or(IpAddr{})) {
+      client_ip_(IpAddr::from_sockaddr(peer).value_or(IpAddr{})),
+      client_watch_(worker.base(), this),
+      upstream_watch_(worker.base(), this) {
     client_.reset(bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE));
     timer_.reset(evtimer_new(worker_.base(), timer_cb, this));
     if (client_) {
@@ -235,7 +199,8 @@ void Connection::finish(const char* reason) {
     if (req_pump_) req_pump_->stop();
     if (timer_) event_del(timer_.get());
     set_idle(false);
-    unwatch_client();
+    client_watch_.stop();
+    upstream_watch_.stop();
     for (bufferevent* bev : {client_.get(), upstream_.get()}) {
         if (!bev) continue;
         bufferevent_disable(bev, EV_READ | EV_WRITE);
@@ -354,12 +319,8 @@ void Connection::on_client_write() {
         process_input();
         return;
     }
-    if (state_ == State::Exchanging && x_.upstream_paused) {
+    if (state_ == State::Exchanging && resume_reading(Side::Upstream)) {
         // The client drained enough: take upstream bytes again.
-        x_.upstream_paused = false;
-        bufferevent_setwatermark(client_.get(), EV_WRITE, 0, 0);
-        bufferevent_enable(upstream_.get(), EV_READ);
-        touch();
         if (!x_.resp_head_done) read_response_head();
         if (state_ == State::Exchanging && x_.resp_head_done && !x_.resp_done) pump_response_body();
         if (state_ == State::Exchanging && x_.upstream_eof && !x_.upstream_paused && !x_.resp_done) {
@@ -572,8 +533,7 @@ void Connection::expect_request_body(const Framing& framing) {
     x_.req_framing = framing;
     x_.req_body_done = framing.kind == BodyKind::None ||
                        (framing.kind == BodyKind::Length && framing.length == 0);
-    x_.req_remaining = framing.kind == BodyKind::Length ? framing.length : 0;
-    x_.req_chunked = ChunkedDecoder();
+    x_.req_body = BodyCursor::of(framing);
 }
 
 void Connection::forward_request() {
@@ -767,11 +727,39 @@ bool Connection::output_full() const {
     return evbuffer_get_length(bufferevent_get_output(client_.get())) >= worker_.config().buffer_bytes;
 }
 
-void Connection::pause_upstream() {
-    if (x_.upstream_paused) return;
-    x_.upstream_paused = true;
-    bufferevent_disable(upstream_.get(), EV_READ);
-    bufferevent_setwatermark(client_.get(), EV_WRITE, worker_.config().buffer_bytes / 2, 0);
+void Connection::pause_reading(Side from) {
+    bool& paused = reads_paused(from);
+    if (paused) return;
+    paused = true;
+    bufferevent* source = bev(from);
+    bufferevent_disable(source, EV_READ);
+    bufferevent_setwatermark(bev(from == Side::Client ? Side::Upstream : Side::Client), EV_WRITE,
+                             worker_.config().buffer_bytes / 2, 0);
+    // Out of memory: not watched; the response timeout still applies.
+    (void)watch_of(from).watch(static_cast<int>(bufferevent_getfd(source)));
+}
+
+bool Connection::resume_reading(Side from) {
+    bool& paused = reads_paused(from);
+    if (!paused) return false;
+    paused = false;
+    watch_of(from).stop();
+    bufferevent_setwatermark(bev(from == Side::Client ? Side::Upstream : Side::Client), EV_WRITE, 0,
+                             0);
+    bufferevent_enable(bev(from), EV_READ);
+    touch();
+    return true;
+}
+
+// The paused side was reset: the client, mid-upload, or the upstream, mid-response (the bytes
+// it sent before are lost with it: the response is cut short either way).
+void Connection::on_reset(ResetWatch& watch, int err) {
+    if (&watch == &upstream_watch_) {
+        x_.upstream_paused = false;
+        on_upstream_closed(true);
+        return;
+    }
+    finish(err == ECONNRESET ? "client reset mid-request" : "client connection error");
 }
 
 std::string Connection::request_url() const {
@@ -786,7 +774,8 @@ void Connection::next_request() {
     set_state(State::ReadingHead);
     x_ = Exchange();  // nothing of the previous request is left over
     answers_paused_ = false;
-    unwatch_client();
+    client_watch_.stop();
+    upstream_watch_.stop();
     bufferevent_setwatermark(client_.get(), EV_WRITE, 0, 0);
     bufferevent_enable(client_.get(), EV_READ);
     if (draining_) {
@@ -978,7 +967,8 @@ void Connection::send_request() {
 bool Connection::request_can_bypass() const {
     constexpr uint64_t kMinBody = 64 * 1024;
     return worker_.pipes() && x_.req_framing.kind == BodyKind::Length && !client_eof_ &&
-           x_.req_remaining >= kMinBody + evbuffer_get_length(bufferevent_get_input(client_.get()));
+           x_.req_body.remaining >=
+               kMinBody + evbuffer_get_length(bufferevent_get_input(client_.get()));
 }
 
 void Connection::start_request_pump() {
@@ -986,17 +976,17 @@ void Connection::start_request_pump() {
     // upstream's output: the head queued there goes first, then the body bytes read with the
     // client's head, then the rest socket to socket.
     x_.client_paused = false;
-    unwatch_client();
+    client_watch_.stop();
     bufferevent_disable(client_.get(), EV_READ);
     bufferevent_disable(upstream_.get(), EV_WRITE);
     bufferevent_setwatermark(upstream_.get(), EV_WRITE, 0, 0);
     evbuffer* early = bufferevent_get_input(client_.get());
     const size_t n =
-        static_cast<size_t>(std::min<uint64_t>(evbuffer_get_length(early), x_.req_remaining));
+        static_cast<size_t>(std::min<uint64_t>(evbuffer_get_length(early), x_.req_body.remaining));
     req_pump_ = std::make_unique<Pump>(
         worker_.base(), static_cast<int>(bufferevent_getfd(client_.get())),
         static_cast<int>(bufferevent_getfd(upstream_.get())), worker_.config().buffer_bytes,
-        worker_.pipes(), this, x_.req_remaining - n);
+        worker_.pipes(), this, x_.req_body.remaining - n);
     evbuffer* queued = bufferevent_get_output(upstream_.get());
     evbuffer_unfreeze(queued, 1);  // bufferevent_socket keeps the start of its output frozen
     bool ok = req_pump_->preload(queued);
@@ -1018,7 +1008,7 @@ void Connection::on_request_pump_end(Pump& pump, Pump::Step how) {
     touch();
     switch (how) {
         case Pump::Step::Done:
-            x_.req_remaining = 0;
+            x_.req_body.remaining = 0;
             x_.req_body_done = true;
             bufferevent_enable(client_.get(), EV_READ);
             bufferevent_enable(upstream_.get(), EV_WRITE);
@@ -1059,48 +1049,34 @@ void Connection::pump_request_body() {
     const size_t high = worker_.config().buffer_bytes;
     size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
     if (!x_.client_paused && !client_eof_ && queued < high) read_more(client_.get(), high - queued);
-    while (!x_.req_body_done && evbuffer_get_length(in) > 0) {
-        if (evbuffer_get_length(out) >= high) {
+    const size_t before = evbuffer_get_length(in);
+    const Pump::Step step = copy_body(in, out, x_.req_body, high);
+    if (evbuffer_get_length(in) != before) touch();
+    switch (step) {
+        case Pump::Step::Done:
+            x_.req_body_done = true;
+            if (x_.resp_done) on_response_complete();
+            return;
+        case Pump::Step::Paused:
             // The upstream is slow to take the body: stop reading the client until it drains.
-            x_.client_paused = true;
-            bufferevent_disable(client_.get(), EV_READ);
-            watch_client();
-            bufferevent_setwatermark(upstream_.get(), EV_WRITE, high / 2, 0);
-            break;
-        }
-        touch();
-        if (x_.req_framing.kind == BodyKind::Length) {
-            size_t n =
-                static_cast<size_t>(std::min<uint64_t>(x_.req_remaining, evbuffer_get_length(in)));
-            evbuffer_remove_buffer(in, out, n);
-            x_.req_remaining -= n;
-            if (x_.req_remaining == 0) x_.req_body_done = true;
-        } else {
-            uint64_t moved = 0;
-            PumpStatus s = pump_chunked(in, out, x_.req_chunked, false, &moved);
-            if (s == PumpStatus::Error) {
-                // The head already went upstream: the exchange cannot be saved.
-                if (!x_.response_started) {
-                    free_upstream();
-                    reply_error(400, "bad chunked request body");
-                } else {
-                    finish("bad chunked request body");
-                }
-                return;
+            pause_reading(Side::Client);
+            return;
+        case Pump::Step::SourceError:
+            // The head already went upstream: the exchange cannot be saved.
+            if (!x_.response_started) {
+                free_upstream();
+                reply_error(400, "bad chunked request body");
+            } else {
+                finish("bad chunked request body");
             }
-            if (s == PumpStatus::Done) x_.req_body_done = true;
-            if (s == PumpStatus::NeedMore) break;
-        }
+            return;
+        default:
+            return;
     }
-    if (x_.req_body_done && x_.resp_done) on_response_complete();
 }
 
 void Connection::on_upstream_write() {
-    if (state_ != State::Exchanging || !x_.client_paused) return;
-    x_.client_paused = false;
-    unwatch_client();
-    bufferevent_setwatermark(upstream_.get(), EV_WRITE, 0, 0);
-    bufferevent_enable(client_.get(), EV_READ);
+    if (state_ != State::Exchanging || !resume_reading(Side::Client)) return;
     pump_request_body();
 }
 
@@ -1120,7 +1096,7 @@ void Connection::read_response_head() {
     while (size_t len = evbuffer_get_length(in)) {
         if (output_full()) {
             // Interim responses wait like body bytes while the client does not read.
-            pause_upstream();
+            pause_reading(Side::Upstream);
             return;
         }
         size_t n = std::min(len, resp_limits.max_head_bytes + 4);
@@ -1181,22 +1157,21 @@ void Connection::start_response(const ResponseHead& head) {
     if (const Header* ct = find_header(head.headers, "content-type")) {
         x_.txn.content_type = ct->value;
     }
-    x_.dechunk = x_.resp_framing.kind == BodyKind::Chunked && x_.req.version_minor == 0;
+    x_.resp_body = BodyCursor::of(x_.resp_framing, x_.req.version_minor == 0);
     x_.upstream_reusable = upstream_allows_reuse(head, x_.resp_framing);
-    x_.client_keep_alive = x_.client_keep_alive && !draining_ && !x_.dechunk &&
+    x_.client_keep_alive = x_.client_keep_alive && !draining_ && !x_.resp_body.dechunk &&
                            x_.resp_framing.kind != BodyKind::UntilClose;
     std::string out = serialize_client_response(
         head, x_.req.version_minor, x_.resp_framing,
-        x_.dechunk ? ClientBodyCoding::Dechunk : ClientBodyCoding::AsIs, x_.client_keep_alive);
+        x_.resp_body.dechunk ? ClientBodyCoding::Dechunk : ClientBodyCoding::AsIs,
+        x_.client_keep_alive);
     bufferevent_write(client_.get(), out.data(), out.size());
     x_.response_started = true;
     x_.resp_head_done = true;
-    x_.resp_remaining = x_.resp_framing.length;
-    x_.resp_chunked = ChunkedDecoder();
     LOG_DEBUG("c=%llu %s %s -> %d", static_cast<unsigned long long>(id_), x_.req.method.c_str(),
               x_.req.target.c_str(), head.status);
     if (x_.resp_framing.kind == BodyKind::None ||
-        (x_.resp_framing.kind == BodyKind::Length && x_.resp_remaining == 0)) {
+        (x_.resp_framing.kind == BodyKind::Length && x_.resp_body.remaining == 0)) {
         x_.resp_done = true;
         on_response_complete();
     }
@@ -1204,23 +1179,25 @@ void Connection::start_response(const ResponseHead& head) {
 
 bool Connection::body_can_bypass() const {
     constexpr uint64_t kMinBody = 64 * 1024;  // smaller bodies cost less to copy than to set up
-    if (!worker_.pipes() || x_.dechunk || !x_.req_body_done) return false;
+    if (!worker_.pipes() || x_.resp_body.dechunk || !x_.req_body_done) return false;
     if (evbuffer_get_length(bufferevent_get_output(upstream_.get())) != 0) return false;
     if (x_.resp_framing.kind == BodyKind::UntilClose) return true;
     return x_.resp_framing.kind == BodyKind::Length &&
-           x_.resp_remaining >= kMinBody + evbuffer_get_length(bufferevent_get_input(upstream_.get()));
+           x_.resp_body.remaining >=
+               kMinBody + evbuffer_get_length(bufferevent_get_input(upstream_.get()));
 }
 
 void Connection::start_body_pump() {
     // The buffers step aside: what the client's output holds (the response head, maybe some
     // body) and what the upstream's input holds go first, then the rest socket to socket.
     x_.upstream_paused = false;
+    upstream_watch_.stop();
     for (bufferevent* bev : {client_.get(), upstream_.get()}) {
         bufferevent_disable(bev, EV_READ | EV_WRITE);
         bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     }
     const uint64_t limit =
-        x_.resp_framing.kind == BodyKind::Length ? x_.resp_remaining : Pump::kNoLimit;
+        x_.resp_framing.kind == BodyKind::Length ? x_.resp_body.remaining : Pump::kNoLimit;
     body_pump_ = std::make_unique<Pump>(
         worker_.base(), static_cast<int>(bufferevent_getfd(upstream_.get())),
         static_cast<int>(bufferevent_getfd(client_.get())), worker_.config().buffer_bytes,
@@ -1251,7 +1228,7 @@ void Connection::on_pump_end(Pump& pump, Pump::Step how) {
         return;
     }
     bufferevent_enable(client_.get(), EV_WRITE);
-    if (x_.resp_framing.kind == BodyKind::Length) x_.resp_remaining = pump.remaining();
+    if (x_.resp_framing.kind == BodyKind::Length) x_.resp_body.remaining = pump.remaining();
     const bool complete = how == Pump::Step::Done ||
                           (how == Pump::Step::Eof && x_.resp_framing.kind == BodyKind::UntilClose);
     if (!complete) {
@@ -1276,44 +1253,26 @@ void Connection::pump_response_body() {
     evbuffer* out = bufferevent_get_output(client_.get());
     const size_t high = worker_.config().buffer_bytes;
     size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
-    if (!x_.upstream_paused && !x_.upstream_eof && queued < high) read_more(upstream_.get(), high - queued);
-    while (!x_.resp_done && evbuffer_get_length(in) > 0) {
-        if (evbuffer_get_length(out) >= high) {
-            // The client reads slowly: stop reading the upstream until the client drains.
-            pause_upstream();
-            return;
-        }
-        switch (x_.resp_framing.kind) {
-            case BodyKind::Length: {
-                size_t n = static_cast<size_t>(
-                    std::min<uint64_t>(x_.resp_remaining, evbuffer_get_length(in)));
-                evbuffer_remove_buffer(in, out, n);
-                x_.resp_remaining -= n;
-                if (x_.resp_remaining == 0) x_.resp_done = true;
-                break;
-            }
-            case BodyKind::Chunked: {
-                uint64_t moved = 0;
-                PumpStatus s = pump_chunked(in, out, x_.resp_chunked, x_.dechunk, &moved);
-                if (s == PumpStatus::Error) {
-                    LOG_DEBUG("c=%llu bad chunked response body from upstream",
-                              static_cast<unsigned long long>(id_));
-                    abort_response();
-                    return;
-                }
-                if (s == PumpStatus::Done) x_.resp_done = true;
-                if (s == PumpStatus::NeedMore) return;
-                break;
-            }
-            case BodyKind::UntilClose:
-                evbuffer_add_buffer(out, in);
-                break;
-            case BodyKind::None:
-                x_.resp_done = true;
-                break;
-        }
+    if (!x_.upstream_paused && !x_.upstream_eof && queued < high) {
+        read_more(upstream_.get(), high - queued);
     }
-    if (x_.resp_done) on_response_complete();
+    switch (copy_body(in, out, x_.resp_body, high)) {
+        case Pump::Step::Done:
+            x_.resp_done = true;
+            on_response_complete();
+            return;
+        case Pump::Step::Paused:
+            // The client reads slowly: stop reading the upstream until the client drains.
+            pause_reading(Side::Upstream);
+            return;
+        case Pump::Step::SourceError:
+            LOG_DEBUG("c=%llu bad chunked response body from upstream",
+                      static_cast<unsigned long long>(id_));
+            abort_response();
+            return;
+        default:
+            return;
+    }
 }
 
 void Connection::on_response_complete() {
@@ -1466,7 +1425,7 @@ void Connection::abort_response() {
     free_upstream();
     x_.client_keep_alive = false;
     end_txn("the upstream response was cut short");
-    if (x_.dechunk || x_.resp_framing.kind == BodyKind::UntilClose) {
+    if (x_.resp_body.dechunk || x_.resp_framing.kind == BodyKind::UntilClose) {
         // The client reads this body until the connection ends: a clean close would make the
         // truncated body look complete (RFC 9112 §8). Only a reset says it is not.
         linger lin{1, 0};
@@ -1475,35 +1434,6 @@ void Connection::abort_response() {
         return;
     }
     close_after_flush();
-}
-
-// ---- a paused client ----------------------------------------------------------------------
-
-// While the client's reads are paused (the upstream is slow to take the body), no read is
-// pending on its socket, so its reset would go unseen until the upstream drains or
-// response_timeout_ms passes. epoll cannot report it without a read or write interest (a reset
-// comes as EPOLLERR|EPOLLHUP, which libevent gives only to read and write events, and a read
-// event would fire at once for the bytes waiting), so a paused client is polled instead:
-// SO_ERROR every kPausedCheckMs, and only while it is paused.
-void Connection::watch_client() {
-    if (!client_watch_) {
-        client_watch_.reset(event_new(worker_.base(), -1, EV_PERSIST, client_watch_cb, this));
-        if (!client_watch_) return;  // out of memory: the response timeout still applies
-    }
-    timeval tv{0, kPausedCheckMs * 1000};
-    event_add(client_watch_.get(), &tv);
-}
-
-void Connection::unwatch_client() {
-    if (client_watch_) event_del(client_watch_.get());
-}
-
-void Connection::on_client_check() {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(bufferevent_getfd(client_.get()), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
-        finish(err == ECONNRESET ? "client reset mid-request" : "client connection error");
-    }
 }
 
 // ---- accounting ------------------------------------------------------------------------------
@@ -1551,6 +1481,7 @@ void Connection::free_upstream() {
     body_pump_.reset();  // they move bytes from and to the upstream's socket
     req_pump_.reset();
     if (!upstream_) return;
+    upstream_watch_.stop();
     upstream_.reset();
     x_.upstream_paused = false;
 }

@@ -15,14 +15,10 @@ namespace hallpass {
 namespace {
 
 constexpr int kMaxRounds = 16;
-constexpr int kPausedCheckMs = 500;
 // Bytes per read when copying (one readv into reserved buffer space).
 constexpr size_t kCopyStep = 256 * 1024;
 
 void event_cb(evutil_socket_t, short, void* arg) { static_cast<Pump*>(arg)->on_event(); }
-void paused_check_cb(evutil_socket_t, short, void* arg) {
-    static_cast<Pump*>(arg)->on_paused_check();
-}
 
 bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
 
@@ -74,7 +70,8 @@ Pump::Pump(event_base* base, int source_fd, int sink_fd, size_t high_water, Pipe
       high_water_(std::max<size_t>(high_water, 1)),
       pipes_(pipes),
       owner_(owner),
-      remaining_(limit) {}
+      remaining_(limit),
+      reset_watch_(base, this) {}
 
 Pump::~Pump() { release_pipe(false); }
 
@@ -112,7 +109,7 @@ bool Pump::start() {
 void Pump::stop() {
     if (read_ev_) event_del(read_ev_.get());
     if (write_ev_) event_del(write_ev_.get());
-    if (paused_check_) event_del(paused_check_.get());
+    reset_watch_.stop();
     reading_ = writing_ = false;
 }
 
@@ -224,13 +221,7 @@ void Pump::pause() {
     if (paused_) return;
     paused_ = true;
     set_reading(false);
-    if (!paused_check_) {
-        paused_check_.reset(event_new(base_, -1, EV_PERSIST, paused_check_cb, this));
-    }
-    if (paused_check_ && !event_pending(paused_check_.get(), EV_TIMEOUT, nullptr)) {
-        timeval tv{0, kPausedCheckMs * 1000};
-        event_add(paused_check_.get(), &tv);
-    }
+    reset_watch_.watch(source_);  // out of memory: the owner's timeouts still apply
 }
 
 Pump::Step Pump::end(Step how) {
@@ -268,7 +259,10 @@ Pump::Step Pump::step() {
             pause();
             return Step::Paused;
         }
-        paused_ = false;
+        if (paused_) {
+            paused_ = false;
+            reset_watch_.stop();
+        }
         const size_t room = static_cast<size_t>(std::min<uint64_t>(limit - in_flight, remaining_));
         switch (fill(room)) {
             case Io::Progress:
@@ -299,16 +293,7 @@ Pump::Step Pump::step() {
 
 void Pump::on_event() { step(); }
 
-// A source whose reading is paused (its sink is slow) has no read pending, so epoll would not
-// report its reset until the sink drains; its socket error is checked meanwhile.
-void Pump::on_paused_check() {
-    if (!paused_) {
-        event_del(paused_check_.get());
-        return;
-    }
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(source_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) end(Step::SourceError);
-}
+// The source's reset, seen while its reading was paused.
+void Pump::on_reset(ResetWatch&, int) { end(Step::SourceError); }
 
 }  // namespace hallpass

@@ -6,55 +6,11 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <algorithm>
 
 namespace hallpass {
-
-int64_t loop_now_ms(bufferevent* bev) {
-    timeval tv{};
-    event_base_gettimeofday_cached(bufferevent_get_base(bev), &tv);
-    return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000;
-}
-
-size_t read_more(bufferevent* bev, size_t room) {
-    constexpr size_t kMaxStep = 256 * 1024;
-    constexpr size_t kLibeventRead = 4096;  // libevent 2.1's EVBUFFER_MAX_READ
-    evbuffer* in = bufferevent_get_input(bev);
-    // Only when libevent's last read was capped is more likely waiting; and reserve only what
-    // the socket holds: an idle tunnel must not keep an empty 256 KiB chain per side.
-    if (evbuffer_get_length(in) < kLibeventRead || room < 16 * 1024) return 0;
-    int pending = 0;
-    if (ioctl(bufferevent_getfd(bev), FIONREAD, &pending) != 0 || pending < 16 * 1024) return 0;
-    size_t want = std::min({room, kMaxStep, static_cast<size_t>(pending)});
-    // bufferevent_socket keeps the end of its input frozen between its own reads.
-    evbuffer_unfreeze(in, 0);
-    evbuffer_iovec vec[2];
-    int n = evbuffer_reserve_space(in, static_cast<ev_ssize_t>(want), vec, 2);
-    size_t got = 0;
-    if (n > 0) {
-        iovec iov[2];
-        for (int i = 0; i < n; ++i) iov[i] = {vec[i].iov_base, vec[i].iov_len};
-        ssize_t r = ::readv(bufferevent_getfd(bev), iov, n);
-        if (r > 0) {
-            got = static_cast<size_t>(r);
-            size_t left = got;
-            int used = 0;
-            for (; used < n && left > 0; ++used) {
-                vec[used].iov_len = std::min(vec[used].iov_len, left);
-                left -= vec[used].iov_len;
-            }
-            evbuffer_commit_space(in, vec, used);
-        } else {
-            evbuffer_commit_space(in, vec, 0);
-        }
-    }
-    evbuffer_freeze(in, 0);
-    return got;
-}
 
 Relay::Relay(BuffereventPtr client, BuffereventPtr upstream, size_t high_water, PipePool* pipes,
              Owner* owner)

@@ -391,6 +391,46 @@ TEST_CASE("faults: a client reset while its side is paused for backpressure is n
             "response_timeout_ms is 30000");
         CHECK(probe(proxy.port(), ok.port(), "/") == 200);
     }
+    SUBCASE(
+        "chunked upload (through the buffers): the upstream stopped reading, then the "
+        "client resets") {
+        ScriptedOrigin stall({ScriptedOrigin::Mode::Stall});
+        Hallpass proxy(dir, o);
+        RawClient c(proxy.port());
+        c.send(post_head(stall.port(), "Transfer-Encoding: chunked\r\n") + "40000000\r\n");
+        REQUIRE(push_until_paused(c) < (256u << 20));
+        auto lines = lines_with(proxy.stderr_text(), " POST http://127.0.0.1:");
+        REQUIRE(lines.size() == 1);
+        const std::string closed = "c=" + connection_id(lines[0]) + " 127.0.0.1:";
+        c.reset();
+        CHECK_MESSAGE(wait_until([&] { return logged_closed(proxy, closed); }, 5s),
+                      "the connection stayed open after the paused client reset");
+        CHECK(probe(proxy.port(), ok.port(), "/") == 200);
+    }
+    SUBCASE(
+        "chunked download (through the buffers): the client does not read, the upstream "
+        "resets") {
+        // The upstream's reads are paused (the client's output is full): nothing but the poll
+        // would see its reset before the client drains or response_timeout_ms (30 s) passes.
+        ScriptedOrigin::Options cut;
+        cut.mode = ScriptedOrigin::Mode::ResetMidResponse;
+        cut.reply = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4000000\r\n" +
+                    std::string(32 << 20, 'd');  // part of a 64 MiB chunk, then a reset
+        cut.send_timeout = 500ms;                // what the proxy takes before it stops reading
+        cut.pause_after_reply = 300ms;
+        ScriptedOrigin origin(cut);
+        HallpassOptions small = o;
+        small.server_yaml += "\nbuffer_bytes: 4096";
+        Hallpass proxy(dir, small);
+        RawClient c(proxy.port(), "127.0.0.1", 5s, 4096);
+        c.send(proxy_get(origin.port(), "/chunked"));
+        REQUIRE(c.fill([](const std::string& b) { return b.size() > 1000; }, 5s) ==
+                RawClient::End::Ok);
+        REQUIRE(wait_until([&] { return origin.requests().size() == 1; }, 5s));
+        CHECK_MESSAGE(proxy.wait_for_log("upstream reset mid-response", 5s),
+                      "the paused upstream's reset went unseen while the client did not read");
+        CHECK(probe(proxy.port(), ok.port(), "/") == 200);
+    }
     SUBCASE("tunnel: the upstream stopped reading, then the client resets") {
         ScriptedOrigin stall({ScriptedOrigin::Mode::Stall});
         HallpassOptions t = o;

@@ -862,6 +862,14 @@ void ScriptedOrigin::serve(int fd) {
         case Mode::ResetMidResponse:
             if (next_request(request)) {
                 record(request);
+                if (options_.send_timeout.count() > 0) {
+                    const auto us =
+                        std::chrono::duration_cast<std::chrono::microseconds>(options_.send_timeout)
+                            .count();
+                    timeval tv{static_cast<time_t>(us / 1000000),
+                               static_cast<suseconds_t>(us % 1000000)};
+                    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+                }
                 send_all_blocking(fd, options_.reply);
                 std::this_thread::sleep_for(options_.pause_after_reply);
             }

@@ -224,6 +224,9 @@ class ScriptedOrigin {
         // Respond with close_after_reply, ResetMidResponse: wait this long after the reply
         // before the FIN/RST, so the proxy has surely relayed what was sent.
         Ms pause_after_reply{0};
+        // ResetMidResponse: stop sending `reply` once the peer has taken nothing for this long
+        // (the proxy stopped reading it), then the pause and the reset. 0: send it all.
+        Ms send_timeout{0};
     };
     ScriptedOrigin();
     explicit ScriptedOrigin(Options options);

@@ -14,13 +14,13 @@
 
 #include "hallpass/base/event_handles.h"
 #include "hallpass/base/net_set.h"
-#include "hallpass/http/http_chunked.h"
 #include "hallpass/http/http_parser.h"
 #include "hallpass/http/uri.h"
 #include "hallpass/observe/transaction.h"
 #include "hallpass/proxy/exchange.h"
 #include "hallpass/proxy/pump.h"
 #include "hallpass/proxy/relay.h"
+#include "hallpass/proxy/reset_watch.h"
 
 namespace hallpass {
 
@@ -28,7 +28,7 @@ class Worker;
 class RuleSet;
 struct DnsAnswer;
 
-class Connection final : public Relay::Owner, public Pump::Owner {
+class Connection final : public Relay::Owner, public Pump::Owner, private ResetWatch::Owner {
   public:
     enum class State {
         ReadingHead,  // waiting for (the rest of) a request head; keep-alive idle too
@@ -74,7 +74,6 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     void on_upstream_write();
     void on_upstream_event(short what);
     void on_timer();
-    void on_client_check();
 
   private:
     void set_state(State next);
@@ -102,7 +101,6 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     std::string request_url() const;  // as the client sent it (logs, block page)
     std::string rules_url() const;    // normalised path (normalize_path): what url_regex sees
     bool output_full() const;         // the client's output holds buffer_bytes or more
-    void pause_upstream();            // stop reading the upstream until the client drains
     void next_request();
 
     // Resolving / Connecting
@@ -111,6 +109,22 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     void end_lookup();  // cancels the DNS wait, if any, and releases the client's lookup slot
     void connect_next();
     void on_upstream_connected();
+
+    // Backpressure on the buffered path: reading `from` stops while the other side's output
+    // holds buffer_bytes, until it drains to half; meanwhile `from` is watched for a reset.
+    enum class Side { Client, Upstream };
+    bufferevent* bev(Side side) const {
+        return side == Side::Client ? client_.get() : upstream_.get();
+    }
+    bool& reads_paused(Side side) {
+        return side == Side::Client ? x_.client_paused : x_.upstream_paused;
+    }
+    ResetWatch& watch_of(Side side) {
+        return side == Side::Client ? client_watch_ : upstream_watch_;
+    }
+    void pause_reading(Side from);
+    bool resume_reading(Side from);  // false: `from` was not paused
+    void on_reset(ResetWatch& watch, int err) override;
 
     // Exchanging
     void send_request();
@@ -142,8 +156,6 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     // never parsed is answered), closed exactly once when the request ends, then handed to the
     // worker's sinks.
     void begin_txn();
-    void watch_client();
-    void unwatch_client();
     void end_txn(const std::string& error);
 
     // Local answers and closing
@@ -162,7 +174,8 @@ class Connection final : public Relay::Owner, public Pump::Owner {
     BuffereventPtr client_;
     BuffereventPtr upstream_;
     EventPtr timer_;
-    EventPtr client_watch_;  // checks the client for a reset while its reads are paused
+    ResetWatch client_watch_;    // the client, while its reads are paused
+    ResetWatch upstream_watch_;  // the upstream, while its reads are paused
     uint64_t dns_ticket_ = 0;
     bool lookup_counted_ = false;  // holds one of the client's max_dns_lookups_per_client
     std::unique_ptr<Relay> relay_;

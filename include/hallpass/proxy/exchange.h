@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "hallpass/http/http_chunked.h"
 #include "hallpass/http/http_parser.h"
 #include "hallpass/http/uri.h"
 #include "hallpass/observe/transaction.h"
+#include "hallpass/proxy/body_copy.h"
 
 namespace hallpass {
 
@@ -34,8 +34,7 @@ struct Exchange {
     std::string pool_key;  // target.host_port()
     std::string upstream_head;
     Framing req_framing;
-    uint64_t req_remaining = 0;
-    ChunkedDecoder req_chunked;
+    BodyCursor req_body;
     bool req_body_done = true;
     bool client_keep_alive = false;
     bool client_paused = false;  // client reads paused: upstream output full
@@ -57,9 +56,7 @@ struct Exchange {
     bool resp_head_done = false;
     bool response_started = false;  // bytes of a response went to the client
     Framing resp_framing;
-    uint64_t resp_remaining = 0;
-    ChunkedDecoder resp_chunked;
-    bool dechunk = false;
+    BodyCursor resp_body;  // resp_body.dechunk: chunked for an HTTP/1.0 client
     bool resp_done = false;
     bool upstream_reusable = false;
     bool upstream_paused = false;  // upstream reads paused: client output full

@@ -14,10 +14,11 @@
 
 #include "hallpass/base/event_handles.h"
 #include "hallpass/proxy/pipe_pool.h"
+#include "hallpass/proxy/reset_watch.h"
 
 namespace hallpass {
 
-class Pump {
+class Pump final : private ResetWatch::Owner {
   public:
     enum class Step {
         NeedMore,     // waiting for the source (its read event is armed)
@@ -75,7 +76,6 @@ class Pump {
 
     // libevent trampolines (public for the C callbacks in pump.cpp).
     void on_event();
-    void on_paused_check();
 
   private:
     enum class Io { Progress, Again, Eof, Error };
@@ -89,6 +89,7 @@ class Pump {
     Step end(Step how);
     void touch();
     bool ensure_copy();
+    void on_reset(ResetWatch& watch, int err) override;
 
     event_base* base_;
     int source_;
@@ -113,8 +114,8 @@ class Pump {
     EventPtr write_ev_;  // made when a write first has to wait
     bool reading_ = false;
     bool writing_ = false;
-    // While reading is paused nothing would see the source's reset: polled (SO_ERROR).
-    EventPtr paused_check_;
+    // While reading is paused nothing would see the source's reset: polled.
+    ResetWatch reset_watch_;
 };
 
 // The current time of `base`'s event loop in milliseconds (cached by the loop, cheap).

@@ -64,14 +64,4 @@ class Relay final : public Pump::Owner {
     bool done_ = false;
 };
 
-// The current time of `bev`'s event loop in milliseconds (cached by the loop, cheap).
-int64_t loop_now_ms(bufferevent* bev);
-
-// Reads up to `room` more bytes from `bev`'s socket into its input buffer, with one readv.
-// libevent 2.1 reads at most 4 KiB per read callback, which makes bulk transfers cost a syscall
-// round (ioctl, readv, epoll) per 4 KiB; calling this from the read callback moves bulk data in
-// large steps. EOF and errors are left in the socket for libevent's next read to report.
-// Returns the bytes read.
-size_t read_more(bufferevent* bev, size_t room);
-
 }  // namespace hallpass

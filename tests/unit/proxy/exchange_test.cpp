@@ -31,7 +31,8 @@ TEST_CASE("exchange: the next request's exchange keeps nothing of the last one")
     x.pool_key = "site.test:80";
     x.upstream_head = "POST /upload HTTP/1.1\r\n\r\n";
     x.req_framing = Framing{BodyKind::Length, 10};
-    x.req_remaining = 7;
+    x.req_body = BodyCursor::of(x.req_framing);
+    x.req_body.remaining = 7;
     x.req_body_done = false;
     x.client_keep_alive = true;
     x.client_paused = true;
@@ -42,7 +43,8 @@ TEST_CASE("exchange: the next request's exchange keeps nothing of the last one")
     x.retries = 1;
     x.resp_head_done = x.response_started = x.resp_done = true;
     x.resp_framing = Framing{BodyKind::Chunked, 0};
-    x.upstream_paused = x.upstream_eof = x.dechunk = true;
+    x.upstream_paused = x.upstream_eof = true;
+    x.resp_body = BodyCursor::of(x.resp_framing, true);
     x.resp_status = 200;
     x.interim_responses = 5;
     x.txn.status = 200;
@@ -59,7 +61,8 @@ TEST_CASE("exchange: the next request's exchange keeps nothing of the last one")
     CHECK(x.pool_key.empty());
     CHECK(x.upstream_head.empty());
     CHECK(x.req_framing.kind == BodyKind::None);
-    CHECK(x.req_remaining == 0);
+    CHECK(x.req_body.kind == BodyKind::None);
+    CHECK(x.req_body.remaining == 0);
     CHECK(x.req_body_done);
     CHECK_FALSE(x.client_keep_alive);
     CHECK_FALSE(x.client_paused);
@@ -74,7 +77,9 @@ TEST_CASE("exchange: the next request's exchange keeps nothing of the last one")
     CHECK(x.resp_framing.kind == BodyKind::None);
     CHECK_FALSE(x.upstream_paused);
     CHECK_FALSE(x.upstream_eof);
-    CHECK_FALSE(x.dechunk);
+    CHECK(x.resp_body.kind == BodyKind::None);
+    CHECK_FALSE(x.resp_body.dechunk);
+    CHECK_FALSE(x.resp_body.chunked.done());
     CHECK(x.resp_status == 0);
     CHECK(x.interim_responses == 0);
     CHECK(x.txn.status == 0);
