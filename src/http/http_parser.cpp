@@ -237,8 +237,9 @@ const char* parse_field_line(std::string_view line, Header& header) {
 // the empty line, and the limits. `Head` is RequestHead or ResponseHead.
 template <class Head>
 HeadParse<Head> parse_head(std::string_view bytes, const ParseLimits& limits,
-                           bool (*parse_start_line)(std::string_view, HeadParse<Head>&)) {
-    HeadParse<Head> out;
+                           bool (*parse_start_line)(std::string_view, HeadParse<Head>&),
+                           std::pmr::memory_resource* mr) {
+    HeadParse<Head> out(mr);
     const size_t max_head = limits.max_head_bytes;
 
     // RFC 9112 §2.2: ignore empty lines before the start line. They count toward max_head_bytes,
@@ -280,7 +281,7 @@ HeadParse<Head> parse_head(std::string_view bytes, const ParseLimits& limits,
             if (partial_line_invalid(bytes.substr(pos), true)) {
                 return fail<Head>(HeadStatus::Malformed, "control character in a header field");
             }
-            out.head = Head();
+            out.head = Head(HeadAllocator(mr));
             return out;  // Incomplete
         }
         if (line.status != LineStatus::Found || line.next > max_head) {
@@ -291,6 +292,9 @@ HeadParse<Head> parse_head(std::string_view bytes, const ParseLimits& limits,
         if (out.head.headers.size() >= limits.max_headers) {
             return fail<Head>(HeadStatus::HeadersTooLarge, "too many header fields");
         }
+        // One allocation for the fields of a typical head (instead of doubling from one).
+        if (out.head.headers.empty())
+            out.head.headers.reserve(std::min<size_t>(limits.max_headers, 16));
         Header& header = out.head.headers.emplace_back();
         if (const char* error = parse_field_line(line.text, header)) {
             return fail<Head>(HeadStatus::Malformed, error);
@@ -410,12 +414,14 @@ TransferEncoding transfer_encoding(const Headers& headers) {
 
 }  // namespace
 
-HeadParse<RequestHead> parse_request_head(std::string_view bytes, const ParseLimits& limits) {
-    return parse_head<RequestHead>(bytes, limits, parse_request_line);
+HeadParse<RequestHead> parse_request_head(std::string_view bytes, const ParseLimits& limits,
+                                          std::pmr::memory_resource* mr) {
+    return parse_head<RequestHead>(bytes, limits, parse_request_line, mr);
 }
 
-HeadParse<ResponseHead> parse_response_head(std::string_view bytes, const ParseLimits& limits) {
-    return parse_head<ResponseHead>(bytes, limits, parse_status_line);
+HeadParse<ResponseHead> parse_response_head(std::string_view bytes, const ParseLimits& limits,
+                                            std::pmr::memory_resource* mr) {
+    return parse_head<ResponseHead>(bytes, limits, parse_status_line, mr);
 }
 
 bool iequals(std::string_view a, std::string_view b) {

@@ -88,8 +88,9 @@ void append_end_to_end(std::string& out, const Headers& headers, int version_min
     for (const Header& h : headers) {
         if (!keep(h)) continue;
         if (&h == last_via) {
-            const std::string value = h.value.empty() ? via_entry(version_minor)
-                                                      : h.value + ", " + via_entry(version_minor);
+            const std::string value = h.value.empty()
+                                          ? via_entry(version_minor)
+                                          : std::string(h.value) + ", " + via_entry(version_minor);
             append_field(out, h.name, value);
         } else {
             append_field(out, h.name, h.value);

@@ -37,6 +37,10 @@ constexpr int kLingerMs = 2000;
 // one: real servers send one 100 Continue or a couple of 103 Early Hints.
 constexpr int kMaxInterimResponses = 16;
 
+// Stack space for parsing a response head (its fields and strings); a larger one spills to the
+// heap.
+constexpr size_t kResponseArenaBytes = 4096;
+
 const char* state_name(Connection::State s) {
     switch (s) {
         case Connection::State::ReadingHead:
@@ -121,7 +125,8 @@ Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer
       client_addr_(format_address(peer)),
       client_ip_(IpAddr::from_sockaddr(peer).value_or(IpAddr{})),
       client_watch_(worker.base(), this),
-      upstream_watch_(worker.base(), this) {
+      upstream_watch_(worker.base(), this),
+      arena_(kArenaBytes, worker.head_memory()) {
     client_.reset(bufferevent_socket_new(worker_.base(), fd, BEV_OPT_CLOSE_ON_FREE));
     timer_.reset(evtimer_new(worker_.base(), timer_cb, this));
     if (client_) {
@@ -423,7 +428,7 @@ void Connection::parse_head() {
     x_.head_scanned = n;
     if (!first_line_long && !control_seen && len < cap) return;
 
-    HeadParse<RequestHead> p = parse_request_head(bytes, limits);
+    HeadParse<RequestHead> p = parse_request_head(bytes, limits, &arena_);
     switch (p.status) {
         case HeadStatus::Incomplete:
             if (len >= cap) reply_error(431, "the request head is too large");
@@ -495,7 +500,7 @@ bool Connection::accept_absolute_target() {
     }
     // The scheme first: file:/// has no authority, yet the right answer is "not supported".
     if (size_t colon = x_.req.target.find("://"); colon != std::string::npos && colon > 0) {
-        std::string scheme = x_.req.target.substr(0, colon);
+        std::string scheme(std::string_view(x_.req.target).substr(0, colon));
         std::transform(scheme.begin(), scheme.end(), scheme.begin(),
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         if (scheme != "http") {
@@ -600,7 +605,7 @@ void Connection::handle_origin_form() {
         reply_error(400,
                     "hallpass is a proxy, not a web server: set it as your browser's proxy "
                     "(this request was for " +
-                        host->value + ")");
+                        std::string(host->value) + ")");
         return;
     }
     size_t query = x_.req.target.find('?');
@@ -772,7 +777,8 @@ std::string Connection::rules_url() const {
 
 void Connection::next_request() {
     set_state(State::ReadingHead);
-    x_ = Exchange();  // nothing of the previous request is left over
+    x_ = Exchange(&arena_);  // nothing of the previous request is left over
+    arena_.release();        // ...not even its memory
     answers_paused_ = false;
     client_watch_.stop();
     upstream_watch_.stop();
@@ -1101,7 +1107,11 @@ void Connection::read_response_head() {
         }
         size_t n = std::min(len, resp_limits.max_head_bytes + 4);
         const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, n));
-        HeadParse<ResponseHead> p = parse_response_head(std::string_view(data, n), resp_limits);
+        // The head lives only in this call: its strings go to the stack (the heap beyond).
+        alignas(std::max_align_t) std::byte stack[kResponseArenaBytes];
+        std::pmr::monotonic_buffer_resource arena(stack, sizeof stack);
+        HeadParse<ResponseHead> p =
+            parse_response_head(std::string_view(data, n), resp_limits, &arena);
         if (p.status == HeadStatus::Incomplete) {
             if (n >= resp_limits.max_head_bytes + 4) {
                 fail_upstream(502, "the upstream response head is too large");
@@ -1353,7 +1363,8 @@ void Connection::start_tunnel() {
     x_.txn.status = 200;
     bufferevent_write(client_.get(), kConnectEstablished.data(), kConnectEstablished.size());
     // An idle tunnel should cost little memory: drop the request's strings.
-    x_.req = RequestHead();
+    x_.req = RequestHead(HeadAllocator(&arena_));
+    arena_.release();
     x_.upstream_head = std::string();
     // The relay takes both connections (and frees their bufferevents once it has their bytes).
     relay_ = std::make_unique<Relay>(std::move(client_), std::move(upstream_),

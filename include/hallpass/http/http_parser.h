@@ -1,11 +1,13 @@
 // HTTP/1.x message heads (RFC 9112): request and response heads -> value types, and the body
 // framing rules of RFC 9112 §6.3. Pure functions over bytes: no I/O, no allocation beyond the
-// returned values. The connection feeds it what it has buffered; it answers Incomplete until a
-// whole head is there.
+// returned values, and those come from the memory resource the caller names (the connection
+// parses into an arena per exchange; everything else uses the default heap). The connection
+// feeds it what it has buffered; it answers Incomplete until a whole head is there.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory_resource>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,25 +30,58 @@ struct ParseLimits {
     size_t max_headers = 100;        // number of header fields
 };
 
+// Heads and their fields are allocator-aware (std::pmr): a head made with a memory resource
+// keeps all its strings and its field vector there. Copies made without one use the heap.
+using HeadAllocator = std::pmr::polymorphic_allocator<char>;
+
 struct Header {
-    std::string name;   // as sent (case preserved)
-    std::string value;  // leading/trailing whitespace removed
+    using allocator_type = HeadAllocator;
+    std::pmr::string name;   // as sent (case preserved)
+    std::pmr::string value;  // leading/trailing whitespace removed
+
+    Header() = default;
+    explicit Header(const allocator_type& a) : name(a), value(a) {}
+    Header(std::string_view n, std::string_view v, const allocator_type& a = {})
+        : name(n, a), value(v, a) {}
+    Header(const Header& o, const allocator_type& a) : name(o.name, a), value(o.value, a) {}
+    Header(Header&& o, const allocator_type& a)
+        : name(std::move(o.name), a), value(std::move(o.value), a) {}
+    Header(const Header&) = default;
+    Header(Header&&) noexcept = default;
+    Header& operator=(const Header&) = default;
+    Header& operator=(Header&&) = default;
 };
 
-using Headers = std::vector<Header>;
+using Headers = std::pmr::vector<Header>;
 
 struct RequestHead {
-    std::string method;  // case-sensitive token (RFC 9110 §9.1)
-    std::string target;  // request-target as sent
-    int version_minor = 1;  // HTTP/1.<minor>; only 0 and 1 are accepted
+    using allocator_type = HeadAllocator;
+    std::pmr::string method;  // case-sensitive token (RFC 9110 §9.1)
+    std::pmr::string target;  // request-target as sent
+    int version_minor = 1;    // HTTP/1.<minor>; only 0 and 1 are accepted
     Headers headers;
+
+    RequestHead() = default;
+    explicit RequestHead(const allocator_type& a) : method(a), target(a), headers(a) {}
+    RequestHead(const RequestHead&) = default;
+    RequestHead(RequestHead&&) noexcept = default;
+    RequestHead& operator=(const RequestHead&) = default;
+    RequestHead& operator=(RequestHead&&) = default;
 };
 
 struct ResponseHead {
+    using allocator_type = HeadAllocator;
     int version_minor = 1;
-    int status = 0;      // 100..999
-    std::string reason;  // may be empty
+    int status = 0;           // 100..999
+    std::pmr::string reason;  // may be empty
     Headers headers;
+
+    ResponseHead() = default;
+    explicit ResponseHead(const allocator_type& a) : reason(a), headers(a) {}
+    ResponseHead(const ResponseHead&) = default;
+    ResponseHead(ResponseHead&&) noexcept = default;
+    ResponseHead& operator=(const ResponseHead&) = default;
+    ResponseHead& operator=(ResponseHead&&) = default;
 };
 
 template <class Head>
@@ -55,6 +90,9 @@ struct HeadParse {
     size_t consumed = 0;  // bytes of the head, valid when Complete
     Head head;            // valid when Complete
     std::string error;    // short lower-case reason when not Complete/Incomplete
+
+    HeadParse() = default;
+    explicit HeadParse(std::pmr::memory_resource* mr) : head(HeadAllocator(mr)) {}
 };
 
 // Parses a request head at the start of `bytes`. Strict (RFC 9112): CRLF line ends (a bare LF is
@@ -70,12 +108,17 @@ struct HeadParse {
 //   - no end of head within the first max_head_bytes bytes -> HeadersTooLarge;
 //   - more than max_headers fields -> HeadersTooLarge.
 // A head of exactly max_head_bytes (or a line of exactly max_request_line) is accepted.
-HeadParse<RequestHead> parse_request_head(std::string_view bytes, const ParseLimits& limits);
+// The head's strings come from `mr`.
+HeadParse<RequestHead> parse_request_head(
+    std::string_view bytes, const ParseLimits& limits,
+    std::pmr::memory_resource* mr = std::pmr::get_default_resource());
 
 // Same rules for a response head (status-line = HTTP-version SP 3DIGIT SP [reason]); the status
 // line is limited by max_request_line. The SP after the code may be missing when there is no
 // reason ("HTTP/1.1 204"). Host fields are not checked.
-HeadParse<ResponseHead> parse_response_head(std::string_view bytes, const ParseLimits& limits);
+HeadParse<ResponseHead> parse_response_head(
+    std::string_view bytes, const ParseLimits& limits,
+    std::pmr::memory_resource* mr = std::pmr::get_default_resource());
 
 // Case-insensitive header helpers.
 bool iequals(std::string_view a, std::string_view b);

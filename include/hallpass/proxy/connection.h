@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,8 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     void on_timer();
 
   private:
+    static constexpr size_t kArenaBytes = 4096;
+
     void set_state(State next);
     void finish(const char* reason);
     void arm_timer(int64_t ms);
@@ -192,8 +195,11 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     bool tunnel_closed_ = false;  // the tunnel ended by both sides closing, not an error/timeout
     bool idle_listed_ = false;    // listed as idle in SharedState::clients
 
-    // The current request and its response; a fresh one for every request.
-    Exchange x_;
+    // The current request and its response; a fresh one for every request. The request head
+    // is parsed into the arena (one block instead of an allocation per string), released when
+    // the exchange ends or a tunnel starts, so an idle connection holds none of it.
+    std::pmr::monotonic_buffer_resource arena_;  // blocks from the worker's head_memory()
+    Exchange x_{&arena_};
     bool answers_paused_ = false;  // client reads paused: its output full (pipelining)
 
     // Accounting for the access log and statistics, over the connection's life.

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ namespace hallpass {
 class RuleSet;
 
 struct Exchange {
+    Exchange() = default;
+    // The request head's strings and field vector live in `arena` (the connection's, released
+    // when the exchange ends).
+    explicit Exchange(std::pmr::memory_resource* arena) : req(HeadAllocator(arena)) {}
+
     // The request.
     bool head_started = false;
     size_t head_scanned = 0;  // bytes already searched for the end of the head

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -105,6 +106,9 @@ class Worker {
     UpstreamPool& pool() { return *pool_; }
     // Pipes for tunnels' splice(2); null when server.splice is off.
     PipePool* pipes() { return pipes_.get(); }
+    // Where connections' per-exchange arenas take their blocks: a block given back when an
+    // exchange ends is kept for the next one, so a busy worker does not call malloc for heads.
+    std::pmr::memory_resource* head_memory() { return &head_memory_; }
     // The rule snapshot for a request starting now (refreshed after a reload).
     const std::shared_ptr<const RuleSet>& rules() { return rules_.get(); }
     // A request ended: hand its record to every sink (worker thread only).
@@ -155,6 +159,9 @@ class Worker {
     std::mutex evict_mu_;
     std::vector<uint64_t> evict_ids_;  // guarded by evict_mu_
     RuleCache rules_;
+    // Before the connections, which give their arenas' blocks back to it when freed.
+    std::pmr::unsynchronized_pool_resource head_memory_{
+        std::pmr::pool_options{.max_blocks_per_chunk = 16, .largest_required_pool_block = 16384}};
     std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
     std::vector<Connection*> reap_list_;
     std::atomic<int> drain_grace_ms_{0};

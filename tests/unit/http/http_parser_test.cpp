@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <memory_resource>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,66 @@ TEST_CASE("http_parser: parses a request head into its parts") {
     CHECK(p.head.headers[1].value == "");
     CHECK(p.head.headers[2].name == "Accept");
     CHECK(p.head.headers[2].value == "text/html , */*");
+}
+
+namespace {
+
+// Counts what is asked of it and hands it on to the heap.
+struct CountingResource final : std::pmr::memory_resource {
+    size_t allocations = 0;
+    size_t bytes = 0;
+    void* do_allocate(size_t n, size_t align) override {
+        ++allocations;
+        bytes += n;
+        return std::pmr::new_delete_resource()->allocate(n, align);
+    }
+    void do_deallocate(void* p, size_t n, size_t align) override {
+        std::pmr::new_delete_resource()->deallocate(p, n, align);
+    }
+    bool do_is_equal(const memory_resource& o) const noexcept override { return this == &o; }
+};
+
+}  // namespace
+
+TEST_CASE("http_parser: a head's strings and fields come from the resource it is parsed into") {
+    const std::string head =
+        "GET http://a-rather-long-host-name.example/some/long/path?with=query HTTP/1.1\r\n"
+        "Host: a-rather-long-host-name.example\r\n"
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0\r\n"
+        "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+        "Accept-Language: en-GB,en;q=0.7\r\n\r\n";
+    CountingResource counting;
+    // Whatever the default heap is asked meanwhile, none of it is for the head.
+    CountingResource heap;
+    std::pmr::memory_resource* before = std::pmr::set_default_resource(&heap);
+    {
+        HeadParse<RequestHead> p = parse_request_head(head, ParseLimits{}, &counting);
+        REQUIRE(p.status == HeadStatus::Complete);
+        CHECK(p.head.headers.size() == 4);
+        CHECK(p.head.headers.get_allocator().resource() == &counting);
+        CHECK(p.head.target.get_allocator().resource() == &counting);
+        CHECK(p.head.headers[1].value.get_allocator().resource() == &counting);
+        // The target, the long values and one vector for the fields (reserved once, not grown).
+        CHECK(counting.allocations <= 5);
+        CHECK(heap.allocations == 0);
+        // A move keeps the resource (the connection moves the parsed head into its exchange).
+        RequestHead moved(std::move(p.head));
+        CHECK(moved.headers.get_allocator().resource() == &counting);
+    }
+    std::pmr::set_default_resource(before);
+
+    ResponseHead parsed;
+    {
+        HeadParse<ResponseHead> r = parse_response_head(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", ParseLimits{},
+            &counting);
+        REQUIRE(r.status == HeadStatus::Complete);
+        CHECK(r.head.headers.get_allocator().resource() == &counting);
+        // A copy without a resource goes to the default heap: it may outlive the arena.
+        parsed = r.head;
+    }
+    CHECK(parsed.headers.get_allocator().resource() == std::pmr::get_default_resource());
+    CHECK(parsed.headers.at(0).value == "text/plain; charset=utf-8");
 }
 
 TEST_CASE("http_parser: reads HTTP/1.0 and keeps the method's case") {

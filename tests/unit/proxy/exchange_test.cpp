@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include <memory_resource>
+
 using namespace hallpass;
 
 TEST_CASE("exchange: a fresh exchange has no body pending, no decision, no open record") {
@@ -85,4 +87,22 @@ TEST_CASE("exchange: the next request's exchange keeps nothing of the last one")
     CHECK(x.txn.status == 0);
     CHECK(x.txn.bytes_to_client == 0);
     CHECK_FALSE(x.txn_open);
+}
+
+TEST_CASE("exchange: the request head lives in the connection's arena") {
+    std::pmr::monotonic_buffer_resource arena(4096);
+    Exchange x(&arena);
+    CHECK(x.req.headers.get_allocator().resource() == &arena);
+    CHECK(x.req.target.get_allocator().resource() == &arena);
+    HeadParse<RequestHead> p = parse_request_head(
+        "GET http://site.test/a/long/enough/path HTTP/1.1\r\nHost: site.test\r\n\r\n",
+        ParseLimits{}, &arena);
+    REQUIRE(p.status == HeadStatus::Complete);
+    const char* target = p.head.target.data();
+    x.req = std::move(p.head);
+    CHECK(x.req.target.data() == target);  // moved within the arena, not copied out of it
+    // The next exchange starts on the same arena.
+    x = Exchange(&arena);
+    CHECK(x.req.headers.get_allocator().resource() == &arena);
+    CHECK(x.req.target.empty());
 }
