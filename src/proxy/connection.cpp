@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cassert>
@@ -81,13 +82,6 @@ void client_output_cb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
 }
 void client_input_cb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
     static_cast<Connection*>(arg)->on_client_bytes(false, info->n_added, info->n_deleted);
-}
-
-std::string peer_of(bufferevent* bev) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (getpeername(bufferevent_getfd(bev), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-    return format_address(reinterpret_cast<const sockaddr*>(&ss));
 }
 
 // The Content-Type of one of our own complete responses (status line, fields, blank line, body).
@@ -545,11 +539,11 @@ void Connection::forward_request() {
     x_.upstream_head = serialize_upstream_request(x_.req, x_.uri, x_.req_framing, true);
     x_.pool_key = x_.target.host_port();
     x_.retries = 0;
-    if (BuffereventPtr idle = worker_.pool().take(x_.pool_key)) {
-        upstream_ = std::move(idle);
+    if (UpstreamPool::Pooled idle = worker_.pool().take(x_.pool_key)) {
+        upstream_ = std::move(idle.bev);
         x_.upstream_reused = true;
         x_.txn.upstream_reused = true;
-        x_.txn.upstream = peer_of(upstream_.get());
+        x_.txn.upstream = std::move(idle.peer);
         bufferevent_setcb(upstream_.get(), upstream_read_cb, upstream_write_cb, upstream_event_cb,
                           this);
         set_state(State::Exchanging);
@@ -963,8 +957,13 @@ void Connection::send_request() {
     x_.interim_responses = 0;
     bufferevent_setwatermark(upstream_.get(), EV_READ, 0, cfg.buffer_bytes);
     bufferevent_setwatermark(upstream_.get(), EV_WRITE, 0, 0);
-    bufferevent_write(upstream_.get(), x_.upstream_head.data(), x_.upstream_head.size());
-    bufferevent_enable(upstream_.get(), EV_READ | EV_WRITE);
+    // The head goes out now if the socket takes it (it nearly always does): then no write event
+    // is armed, which would cost two epoll_ctl calls and a loop turn per request.
+    bufferevent_enable(upstream_.get(), EV_READ);
+    if (!(bufferevent_get_enabled(upstream_.get()) & EV_WRITE)) {
+        bufferevent_enable(upstream_.get(), EV_WRITE);  // a pump had turned it off
+    }
+    send_now(Side::Upstream, x_.upstream_head, nullptr, 0);
     touch();
     arm_timer(cfg.response_timeout_ms);
     pump_request_body();
@@ -1175,7 +1174,15 @@ void Connection::start_response(const ResponseHead& head) {
         head, x_.req.version_minor, x_.resp_framing,
         x_.resp_body.dechunk ? ClientBodyCoding::Dechunk : ClientBodyCoding::AsIs,
         x_.client_keep_alive);
-    bufferevent_write(client_.get(), out.data(), out.size());
+    // The head and as much of a Content-Length body as has arrived go out in one send when the
+    // client's socket takes them.
+    evbuffer* body = bufferevent_get_input(upstream_.get());
+    size_t body_now = 0;
+    if (x_.resp_framing.kind == BodyKind::Length) {
+        body_now = static_cast<size_t>(std::min<uint64_t>(
+            {x_.resp_body.remaining, evbuffer_get_length(body), worker_.config().buffer_bytes}));
+    }
+    x_.resp_body.remaining -= send_now(Side::Client, out, body, body_now);
     x_.response_started = true;
     x_.resp_head_done = true;
     LOG_DEBUG("c=%llu %s %s -> %d", static_cast<unsigned long long>(id_), x_.req.method.c_str(),
@@ -1266,6 +1273,17 @@ void Connection::pump_response_body() {
     if (!x_.upstream_paused && !x_.upstream_eof && queued < high) {
         read_more(upstream_.get(), high - queued);
     }
+    const BodyKind kind = x_.resp_body.kind;
+    if ((kind == BodyKind::Length || kind == BodyKind::UntilClose) &&
+        evbuffer_get_length(out) == 0 && evbuffer_get_length(in) > 0) {
+        // Nothing queued for the client: straight to its socket, as far as it takes it.
+        size_t n = std::min(evbuffer_get_length(in), high);
+        if (kind == BodyKind::Length) {
+            n = static_cast<size_t>(std::min<uint64_t>(n, x_.resp_body.remaining));
+        }
+        const size_t sent = send_now(Side::Client, {}, in, n);
+        if (kind == BodyKind::Length) x_.resp_body.remaining -= sent;
+    }
     switch (copy_body(in, out, x_.resp_body, high)) {
         case Pump::Step::Done:
             x_.resp_done = true;
@@ -1298,7 +1316,7 @@ void Connection::on_response_complete() {
     bool upstream_clean = x_.upstream_reusable && upstream_.get() &&
                           evbuffer_get_length(bufferevent_get_input(upstream_.get())) == 0;
     if (upstream_clean) {
-        worker_.pool().put(x_.pool_key, std::move(upstream_));
+        worker_.pool().put(x_.pool_key, std::move(upstream_), x_.txn.upstream);
     } else {
         free_upstream();
     }
@@ -1354,6 +1372,50 @@ void Connection::fail_upstream(int status, const std::string& detail) {
         return;
     }
     reply_error(status, detail, true);
+}
+
+// Writes `head` and then `body_n` bytes from the start of `body_from` to `to`'s socket at once
+// (one sendmsg), when nothing is queued in its output (the order of bytes). What the socket
+// does not take goes the usual way: the rest of the head into the output buffer (its write event
+// sends it), the rest of the body stays in `body_from`. An error is left to the bufferevent's
+// next write to report. Returns the body bytes sent (drained from `body_from`).
+size_t Connection::send_now(Side to, std::string_view head, evbuffer* body_from, size_t body_n) {
+    bufferevent* out = bev(to);
+    size_t sent = 0;
+    if (evbuffer_get_length(bufferevent_get_output(out)) == 0) {
+        constexpr int kBodyPieces = 4;
+        iovec iov[1 + kBodyPieces];
+        int n = 0;
+        if (!head.empty()) iov[n++] = {const_cast<char*>(head.data()), head.size()};
+        if (body_n > 0) {
+            evbuffer_iovec piece[kBodyPieces];
+            const int pieces = std::min(evbuffer_peek(body_from, static_cast<ev_ssize_t>(body_n),
+                                                      nullptr, piece, kBodyPieces),
+                                        kBodyPieces);
+            size_t left = body_n;
+            for (int i = 0; i < pieces && left > 0; ++i) {
+                const size_t len = std::min(piece[i].iov_len, left);
+                iov[n++] = {piece[i].iov_base, len};
+                left -= len;
+            }
+        }
+        if (n > 0) {
+            msghdr msg{};
+            msg.msg_iov = iov;
+            msg.msg_iovlen = static_cast<size_t>(n);
+            const ssize_t r = ::sendmsg(static_cast<int>(bufferevent_getfd(out)), &msg,
+                                        MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (r > 0) sent = static_cast<size_t>(r);
+        }
+    }
+    const size_t head_sent = std::min(sent, head.size());
+    const size_t body_sent = sent - head_sent;
+    if (body_sent > 0) evbuffer_drain(body_from, body_sent);
+    if (to == Side::Client) client_out_total_ += sent;  // the output buffer's callback misses them
+    if (head_sent < head.size()) {
+        bufferevent_write(out, head.data() + head_sent, head.size() - head_sent);
+    }
+    return body_sent;
 }
 
 // ---- tunneling -------------------------------------------------------------------------------

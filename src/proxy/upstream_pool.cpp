@@ -11,6 +11,7 @@ namespace hallpass {
 struct UpstreamPool::Idle {
     UpstreamPool* pool = nullptr;
     std::string key;
+    std::string peer;
     BuffereventPtr bev;
     EventPtr timer;
     Lru::iterator lru_pos;
@@ -42,7 +43,7 @@ UpstreamPool::~UpstreamPool() {
     while (!lru_.empty()) drop(lru_.front().get());
 }
 
-void UpstreamPool::put(const std::string& key, BuffereventPtr bev) {
+void UpstreamPool::put(const std::string& key, BuffereventPtr bev, std::string peer) {
     if (per_host_ == 0 || max_idle_ == 0) return;  // `bev` closes here
     auto& list = by_key_[key];
     if (list.size() >= per_host_) drop(list.front()->get());
@@ -52,6 +53,7 @@ void UpstreamPool::put(const std::string& key, BuffereventPtr bev) {
     Idle* idle = owned.get();
     idle->pool = this;
     idle->key = key;
+    idle->peer = std::move(peer);
     idle->timer.reset(evtimer_new(base_, on_idle_timeout, idle));
     if (!idle->timer) return;  // out of memory: not pooled
     timeval tv{idle_timeout_ms_ / 1000, (idle_timeout_ms_ % 1000) * 1000};
@@ -65,18 +67,17 @@ void UpstreamPool::put(const std::string& key, BuffereventPtr bev) {
     by_key_[key].push_back(idle->lru_pos);
 }
 
-BuffereventPtr UpstreamPool::take(const std::string& key) {
+UpstreamPool::Pooled UpstreamPool::take(const std::string& key) {
     auto it = by_key_.find(key);
-    if (it == by_key_.end() || it->second.empty()) return nullptr;
+    if (it == by_key_.end() || it->second.empty()) return {};
     Lru::iterator pos = it->second.back();
     it->second.pop_back();
     if (it->second.empty()) by_key_.erase(it);
-    BuffereventPtr bev = std::move((*pos)->bev);
+    Pooled out{std::move((*pos)->bev), std::move((*pos)->peer)};
     lru_.erase(pos);  // frees the entry and its timer
-    bufferevent_disable(bev.get(), EV_READ);
-    bufferevent_setcb(bev.get(), nullptr, nullptr, nullptr, nullptr);
+    bufferevent_setcb(out.bev.get(), nullptr, nullptr, nullptr, nullptr);
     ++reused_;
-    return bev;
+    return out;
 }
 
 void UpstreamPool::drop(Idle* idle) {

@@ -125,6 +125,7 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     ResetWatch& watch_of(Side side) {
         return side == Side::Client ? client_watch_ : upstream_watch_;
     }
+    size_t send_now(Side to, std::string_view head, evbuffer* body_from, size_t body_n);
     void pause_reading(Side from);
     bool resume_reading(Side from);  // false: `from` was not paused
     void on_reset(ResetWatch& watch, int err) override;

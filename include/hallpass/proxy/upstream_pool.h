@@ -16,6 +16,14 @@ namespace hallpass {
 
 class UpstreamPool {
   public:
+    // A pooled connection and the peer address it was opened to ("ADDR:PORT", for the log), so
+    // that a reuse costs no getpeername(2).
+    struct Pooled {
+        BuffereventPtr bev;
+        std::string peer;
+        explicit operator bool() const { return bev != nullptr; }
+    };
+
     UpstreamPool(event_base* base, size_t per_host, size_t max_idle, int idle_timeout_ms);
     ~UpstreamPool();  // closes every idle connection
     UpstreamPool(const UpstreamPool&) = delete;
@@ -24,11 +32,12 @@ class UpstreamPool {
     // Takes ownership of `bev`, an upstream connection that finished an exchange cleanly (empty
     // input and output). Its callbacks are replaced. When the pool is full for `key` or in all,
     // the oldest idle connection is closed to make room; with a zero bound `bev` is closed.
-    void put(const std::string& key, BuffereventPtr bev);
+    void put(const std::string& key, BuffereventPtr bev, std::string peer);
 
-    // An idle connection for `key`, most recently used first, or null. Ownership passes to the
-    // caller; the bufferevent has no callbacks and reading disabled.
-    BuffereventPtr take(const std::string& key);
+    // An idle connection for `key`, most recently used first, or none. Ownership passes to the
+    // caller; the bufferevent has no callbacks. Reading stays enabled (no epoll change): the
+    // caller sets its callbacks before the loop runs again.
+    Pooled take(const std::string& key);
 
     size_t idle_count() const { return lru_.size(); }
     uint64_t reused() const { return reused_; }
