@@ -398,11 +398,17 @@ void Connection::parse_head() {
         return;
     }
     const ParseLimits& limits = worker_.limits();
-    if (!x_.head_started) {
+    // The head's deadline replaces the idle timeout once its first bytes are here, but only
+    // when the head is not complete in this same read (the usual case is one read, and the next
+    // state arms its own timer: one timer change per state).
+    const bool first_bytes = !x_.head_started;
+    if (first_bytes) {
         x_.head_started = true;
         set_idle(false);
-        arm_timer(worker_.config().head_timeout_ms);
     }
+    auto wait_for_rest = [&] {
+        if (first_bytes) arm_timer(worker_.config().head_timeout_ms);
+    };
     size_t cap = limits.max_head_bytes + 4;
     size_t n = std::min(len, cap);
     const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, n));
@@ -420,12 +426,34 @@ void Connection::parse_head() {
         len > limits.max_request_line &&
         bytes.substr(0, limits.max_request_line + 2).find('\n') == std::string_view::npos;
     x_.head_scanned = n;
-    if (!first_line_long && !control_seen && len < cap) return;
+    if (!first_line_long && !control_seen && len < cap) {
+        wait_for_rest();
+        return;
+    }
 
-    HeadParse<RequestHead> p = parse_request_head(bytes, limits, &arena_);
-    switch (p.status) {
+    // Parsed into the arena; what a partial or refused head put there is given back at once,
+    // so that a slow or broken head holds no arena block.
+    HeadStatus status = HeadStatus::Incomplete;
+    std::string error;
+    size_t consumed = 0;
+    {
+        HeadParse<RequestHead> p = parse_request_head(bytes, limits, &arena_);
+        status = p.status;
+        if (status == HeadStatus::Complete) {
+            consumed = p.consumed;
+            x_.req = std::move(p.head);  // the same arena: the strings stay where they are
+        } else {
+            error = std::move(p.error);
+        }
+    }
+    if (status != HeadStatus::Complete) arena_.release();
+    switch (status) {
         case HeadStatus::Incomplete:
-            if (len >= cap) reply_error(431, "the request head is too large");
+            if (len >= cap) {
+                reply_error(431, "the request head is too large");
+            } else {
+                wait_for_rest();
+            }
             return;
         case HeadStatus::LineTooLong:
             reply_error(414, "the request line is longer than " +
@@ -438,16 +466,15 @@ void Connection::parse_head() {
             reply_error(505, "only HTTP/1.0 and HTTP/1.1 are supported");
             return;
         case HeadStatus::Malformed:
-            reply_error(400, "malformed request: " + p.error);
+            reply_error(400, "malformed request: " + error);
             return;
         case HeadStatus::Complete:
             break;
     }
     begin_txn();  // before the drain: the head's bytes count as the request's
-    evbuffer_drain(in, p.consumed);
+    evbuffer_drain(in, consumed);
     x_.head_started = false;
     x_.head_scanned = 0;
-    x_.req = std::move(p.head);
     handle_request();
 }
 

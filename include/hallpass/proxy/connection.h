@@ -77,7 +77,8 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     void on_timer();
 
   private:
-    static constexpr size_t kArenaBytes = 4096;
+    // With the arena's own 64 bytes of bookkeeping, one 4 KiB block of the worker's pool.
+    static constexpr size_t kArenaBytes = 4096 - 64;
 
     void set_state(State next);
     void finish(const char* reason);
