@@ -23,15 +23,36 @@ using namespace hallpass;
 
 namespace {
 
-int run_check(const std::string& path) {
-    auto loaded = load_rules_file(path);
+// What the proxy runs with: the configuration file when one was named or the default one exists,
+// else the built-in defaults with no rules (`*defaults` set). --check and --explain use the same,
+// so they answer for the configuration the proxy would really have.
+Result<LoadedRules> load_config(const CliOptions& opts, bool* defaults) {
+    *defaults = false;
+    if (opts.config_given || std::filesystem::exists(opts.config_path)) {
+        return load_rules_file(opts.config_path);
+    }
+    *defaults = true;
+    LoadedRules none;
+    none.rules = RuleSet::allow_all();
+    return none;
+}
+
+int run_check(const CliOptions& opts) {
+    const std::string& path = opts.config_path;
+    bool defaults = false;
+    auto loaded = load_config(opts, &defaults);
     if (!loaded) {
         std::fprintf(stderr, "%s\n", loaded.error().to_string().c_str());
         std::printf("%s: invalid\n", path.c_str());
         return 1;
     }
     const RuleSet& rules = *loaded->rules;
-    std::printf("%s: ok\n", path.c_str());
+    if (defaults) {
+        std::printf("%s: not found: hallpass runs on its built-in defaults, with no rules\n",
+                    path.c_str());
+    } else {
+        std::printf("%s: ok\n", path.c_str());
+    }
     std::printf("rules: %zu\ngroups: %zu\nlists: %zu\n", rules.rule_count(), rules.group_count(),
                 rules.lists().size());
     for (const ListSummary& list : rules.lists()) {
@@ -42,7 +63,8 @@ int run_check(const std::string& path) {
     // Run as root, say which files the service account could not read on a reload.
     bool fell_back = false;
     if (auto account = service_account(loaded->server.user, &fell_back)) {
-        std::vector<std::string> files = {path};
+        std::vector<std::string> files;
+        if (!defaults) files.push_back(path);
         for (const ListSummary& list : rules.lists()) files.push_back(list.path);
         if (!loaded->server.block_page.empty()) files.push_back(loaded->server.block_page);
         if (!loaded->server.hosts_file.empty()) files.push_back(loaded->server.hosts_file);
@@ -112,7 +134,9 @@ std::optional<std::string> refused_before_rules(const ServerConfig& cfg, const I
     return std::nullopt;
 }
 
-int run_explain(const std::string& path, const std::string& client, const std::string& target) {
+int run_explain(const CliOptions& opts) {
+    const std::string& client = opts.explain_client;
+    const std::string& target = opts.explain_target;
     auto ip = IpAddr::parse(client);
     if (!ip) {
         std::fprintf(stderr, "hallpass: --explain: \"%s\" is not an IP address\n", client.c_str());
@@ -147,7 +171,8 @@ int run_explain(const std::string& path, const std::string& client, const std::s
     facts.host_kind = authority.kind;
     facts.port = authority.port;
     facts.url = rules_url;
-    auto loaded = load_rules_file(path);
+    bool defaults = false;
+    auto loaded = load_config(opts, &defaults);
     if (!loaded) {
         std::fprintf(stderr, "%s\n", loaded.error().to_string().c_str());
         return 1;
@@ -209,28 +234,25 @@ int main(int argc, char** argv) {
         return 0;
     }
     set_log_level(opts->log_level);
-    if (opts->check) return run_check(opts->config_path);
-    if (opts->explain) {
-        return run_explain(opts->config_path, opts->explain_client, opts->explain_target);
-    }
+    if (opts->check) return run_check(*opts);
+    if (opts->explain) return run_explain(*opts);
 
-    ServerConfig cfg;
-    std::shared_ptr<const RuleSet> rules = RuleSet::allow_all();
+    bool defaults = false;
+    auto loaded = load_config(*opts, &defaults);
+    if (!loaded) {
+        std::fprintf(stderr, "hallpass: %s\n", loaded.error().to_string().c_str());
+        return 1;
+    }
+    ServerConfig cfg = std::move(loaded->server);
+    std::shared_ptr<const RuleSet> rules = std::move(loaded->rules);
     std::string rules_path;
-    if (opts->config_given || std::filesystem::exists(opts->config_path)) {
-        auto loaded = load_rules_file(opts->config_path);
-        if (!loaded) {
-            std::fprintf(stderr, "hallpass: %s\n", loaded.error().to_string().c_str());
-            return 1;
-        }
-        cfg = std::move(loaded->server);
-        rules = std::move(loaded->rules);
+    if (defaults) {
+        LOG_INFO("no %s: running with the built-in defaults and no rules",
+                 opts->config_path.c_str());
+    } else {
         rules_path = opts->config_path;
         LOG_INFO("rules: %zu rules, %zu names indexed, loaded in %.0f ms from %s",
                  rules->rule_count(), rules->entry_count(), loaded->load_ms, rules_path.c_str());
-    } else {
-        LOG_INFO("no %s: running with the built-in defaults and no rules",
-                 opts->config_path.c_str());
     }
     if (!opts->listen.empty()) cfg.listen = opts->listen;
     if (opts->threads) cfg.threads = *opts->threads;

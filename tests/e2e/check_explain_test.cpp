@@ -409,3 +409,39 @@ TEST_CASE("explain: the checks before the rules are reported when they decide") 
     };
     check_explanations(rules, rows);
 }
+
+// Without -c, --check and --explain answer for what the proxy would run with: the default
+// file, or (where it does not exist) the built-in defaults with no rules. The default path is
+// hidden from the binary by a tmpfs in a mount namespace of its own, so the test neither
+// depends on nor touches the machine's /etc/hallpass.
+TEST_CASE("check, explain: without -c and without the default file, the built-in defaults") {
+    const std::string hide =
+        "[ -d /etc/hallpass ] && mount -t tmpfs tmpfs /etc/hallpass; "
+        "[ ! -e /etc/hallpass/rules.yaml ] || exit 99; exec \"$@\"";
+    auto in_ns = [&](std::vector<std::string> args) {
+        std::vector<std::string> argv = {"unshare", "-m", "sh", "-c", hide, "sh", hallpass_bin()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run(argv);
+    };
+    auto c = in_ns({"--check"});
+    if (c.exit_code == 99 || has_line_starting(c.err, "unshare:")) {
+        FAIL("cannot hide /etc/hallpass in a mount namespace here: " << c.err);
+    }
+    CHECK_MESSAGE(c.exit_code == 0, c.out << c.err);
+    CHECK(has_line(c.out,
+                   "/etc/hallpass/rules.yaml: not found: hallpass runs on its built-in "
+                   "defaults, with no rules"));
+    CHECK(has_line(c.out, "rules: 0"));
+
+    auto e = in_ns({"--explain", "192.168.1.50", "http://example.com/"});
+    CHECK_MESSAGE(e.exit_code == 0, e.out << e.err);
+    CHECK(has_line(e.out, "decision: allow"));
+    // The built-in defaults refuse what the proxy would refuse: CONNECT to a port other than 443.
+    auto port = in_ns({"--explain", "192.168.1.50", "example.com:25"});
+    CHECK_MESSAGE(port.exit_code == 0, port.out << port.err);
+    CHECK(has_line(port.out, "decision: refused (403)"));
+
+    // A named file that does not exist is still an error, as for the proxy.
+    auto missing = run({hallpass_bin(), "--check", "-c", "/nonexistent/rules.yaml"});
+    CHECK(missing.exit_code == 1);
+}
