@@ -117,6 +117,9 @@ struct NameResult {
 // Turns one list token into a canonical name, or says why not. `buffer` is reused across calls
 // and backs `name` when the token needed rewriting (upper case, IDN).
 NameResult canonicalize(std::string_view token, std::string& buffer) {
+    // "*.example.com" is a common way to write "example.com and its subdomains", which is what
+    // every list entry means: read as example.com (as `domains:` does). Other wildcards are not.
+    if (token.starts_with("*.")) token.remove_prefix(2);
     if (token.find('*') != std::string_view::npos) {
         return {Verdict::Unsupported, {}, "wildcard names are not supported", {}};
     }

@@ -307,9 +307,10 @@ TEST_CASE("domain_list: hosts lines") {
         CHECK(p.just_names() == std::vector<std::string>{"a.example", "b.example", "c.example"});
     }
     SUBCASE("names on one line are counted one by one") {
-        Parsed p = parse("0.0.0.0 localhost ok.example com beeg.globa0.0.0.0 *.ads.example\n",
-                         ListFormat::Hosts);
-        CHECK(p.just_names() == std::vector<std::string>{"ok.example"});
+        Parsed p =
+            parse("0.0.0.0 localhost ok.example com beeg.globa0.0.0.0 *.ads.example ad*.example\n",
+                  ListFormat::Hosts);
+        CHECK(p.just_names() == std::vector<std::string>{"ok.example", "ads.example"});
         CHECK(p.stats.skipped == 1);
         CHECK(p.stats.invalid == 2);
         CHECK(p.stats.unsupported == 1);
@@ -407,10 +408,16 @@ TEST_CASE("domain_list: counts unsupported adblock syntax and reports it") {
     }
     SUBCASE("plain and hosts lines never treat wildcards as names") {
         for (const char* line :
-             {"*.ads.example", "analytics-*.aasaam.com", "0.0.0.0 *.a.example"}) {
+             {"analytics-*.aasaam.com", "0.0.0.0 a.*.example", "*ads.example", "*.*.example"}) {
             INFO("line = " << line);
             CHECK(parse(line).stats.unsupported == 1);
         }
+    }
+    SUBCASE("a leading *. means the domain and its subdomains, as every entry does") {
+        Parsed p = parse("*.ads.example\n0.0.0.0 *.a.example\n*.Trackers.EXAMPLE.\n");
+        CHECK(p.just_names() ==
+              std::vector<std::string>{"ads.example", "a.example", "trackers.example"});
+        CHECK(p.stats.unsupported == 0);
     }
 }
 
