@@ -403,18 +403,26 @@ TEST_CASE("access_log: GoAccess reads the native log with zero invalid lines") {
     const fs::path report = dir / "report.json";
     auto ga =
         run({"goaccess", log.string(), "--no-global-config",
-             "--log-format=%x.%^ %~%L %h %^/%s %b %m %U", "--date-format=%s", "--time-format=%s",
+             "--log-format=%x.%^ %~%L %h %^/%s %b %m %U %^", "--date-format=%s", "--time-format=%s",
              "--invalid-requests=" + (dir / "invalid.txt").string(), "-o", report.string()},
             60s);
     INFO(ga.err);
     REQUIRE(ga.exit_code == 0);
+    // The URL column holds URLs only: the hierarchy code and content type after them are
+    // skipped (the format's final %^), not glued to the URL.
     auto py = run({"python3", "-c",
-                   "import json,sys; g=json.load(open(sys.argv[1]))['general']; "
-                   "print(g['valid_requests'], g['failed_requests'])",
+                   "import json,sys; r=json.load(open(sys.argv[1])); g=r['general']; "
+                   "urls=[d['data'] for d in r['requests']['data']]; "
+                   "print(g['valid_requests'], g['failed_requests'], len(urls), "
+                   "sum(1 for u in urls if ' ' in u or 'HIER_' in u)); "
+                   "print(*urls, sep='\\n', file=sys.stderr)",
                    report.string()});
     REQUIRE(py.exit_code == 0);
-    size_t valid = 0, failed = 99;
-    std::istringstream(py.out) >> valid >> failed;
+    size_t valid = 0, failed = 99, urls = 0, glued = 99;
+    std::istringstream(py.out) >> valid >> failed >> urls >> glued;
+    INFO("URLs in the report: " << py.err);
+    CHECK(urls > 0);
+    CHECK(glued == 0);
     INFO("invalid lines: " << read_file(dir / "invalid.txt"));
     CHECK(failed == 0);
     CHECK(valid == lines);
