@@ -45,6 +45,7 @@ void stats_cb(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on
 constexpr unsigned kWakeDrain = 1;
 constexpr unsigned kWakeRefresh = 2;
 constexpr unsigned kWakeEvict = 4;
+constexpr unsigned kWakeHeartbeat = 8;
 
 timeval ms_to_tv(int ms) { return timeval{ms / 1000, (ms % 1000) * 1000}; }
 
@@ -143,6 +144,7 @@ void Worker::on_wake() {
     const unsigned requests = wake_requests_.exchange(0);
     if (requests & kWakeRefresh) on_rules_refresh();
     if (requests & kWakeEvict) on_evict();
+    if (requests & kWakeHeartbeat) heartbeats_.fetch_add(1, std::memory_order_relaxed);
     if (requests & kWakeDrain) on_drain();
 }
 
@@ -152,6 +154,8 @@ void Worker::request_drain(int grace_ms) {
 }
 
 void Worker::request_rules_refresh() { wake(kWakeRefresh); }
+
+void Worker::request_heartbeat() { wake(kWakeHeartbeat); }
 
 void Worker::request_evict(uint64_t id) {
     {

@@ -26,6 +26,7 @@
 #include "hallpass/proxy/worker.h"
 #include "hallpass/rules/reloader.h"
 #include "hallpass/rules/rule_store.h"
+#include "hallpass/server/notify.h"
 
 namespace hallpass {
 namespace {
@@ -106,16 +107,19 @@ void on_signal(evutil_socket_t sig, short, void* arg) {
     if (sig == SIGTERM || sig == SIGINT) {
         // A second signal means "now": no grace.
         int grace = ctx->stops++ == 0 ? ctx->grace_ms : 0;
+        notify::stopping();
         LOG_INFO("%s: stopping (in-flight exchanges get %d ms)", strsignal(static_cast<int>(sig)),
                  grace);
         for (auto& w : *ctx->workers) w->request_drain(grace);
         event_base_loopexit(ctx->base, nullptr);
     } else if (sig == SIGHUP) {
+        notify::reloading();
         if (ctx->reloader) {
             LOG_INFO("SIGHUP: reloading the rules");
-            ctx->reloader->request();
+            ctx->reloader->request();  // its result callback reports the end
         } else {
             LOG_INFO("SIGHUP: no rules file was given (-c), nothing to reload");
+            notify::reloaded("running on the built-in defaults: nothing to reload");
         }
     } else if (sig == SIGUSR1) {
         if (ctx->access_log) {
@@ -125,6 +129,30 @@ void on_signal(evutil_socket_t sig, short, void* arg) {
             LOG_INFO("SIGUSR1: no access log file to reopen");
         }
     }
+}
+
+// The service watchdog: a ping only when every worker's loop has counted the heartbeat asked of
+// it at the previous tick, so a stuck worker stops the pings and systemd restarts the service.
+struct WatchdogContext {
+    std::vector<std::unique_ptr<Worker>>* workers;
+    std::vector<uint64_t> seen;
+};
+
+void on_watchdog(evutil_socket_t, short, void* arg) {
+    auto* ctx = static_cast<WatchdogContext*>(arg);
+    bool alive = true;
+    for (size_t i = 0; i < ctx->workers->size(); ++i) {
+        const uint64_t now = (*ctx->workers)[i]->heartbeats();
+        if (now == ctx->seen[i]) alive = false;
+        ctx->seen[i] = now;
+    }
+    if (alive) {
+        notify::watchdog();
+    } else {
+        LOG_WARN("watchdog: a worker did not answer within %llu ms",
+                 static_cast<unsigned long long>(notify::watchdog_interval_us() / 1000));
+    }
+    for (auto& w : *ctx->workers) w->request_heartbeat();
 }
 
 }  // namespace
@@ -265,7 +293,11 @@ int Server::run() {
             [this] {
                 for (auto& w : workers_) w->request_rules_refresh();
             },
-            [this](bool ok, const std::string& message) { stats_->note_reload(ok, message); });
+            [this](bool ok, const std::string& message) {
+                stats_->note_reload(ok, message);
+                notify::reloaded(ok ? "rules reloaded"
+                                    : "reload failed, the previous rules stay: " + message);
+            });
     }
     SignalContext ctx{&workers_, base, cfg_.shutdown_grace_ms, reloader.get(), access_log_.get()};
     std::vector<event*> signals;
@@ -279,7 +311,24 @@ int Server::run() {
     if (admin_)
         LOG_INFO("admin endpoint on http://%s/ (/metrics, /stats.json)", admin_->bound().c_str());
     LOG_INFO("hallpass %s ready: %zu worker threads", HALLPASS_VERSION, workers_.size());
+    notify::ready("listening on " + (bound_.empty() ? std::string("nothing") : bound_.front()) +
+                  (bound_.size() > 1 ? " and " + std::to_string(bound_.size() - 1) + " more" : "") +
+                  ", " + std::to_string(workers_.size()) + " workers");
+    WatchdogContext watchdog{&workers_, std::vector<uint64_t>(workers_.size(), 0)};
+    EventPtr watchdog_timer;
+    if (const uint64_t us = notify::watchdog_interval_us()) {
+        watchdog_timer.reset(event_new(base, -1, EV_PERSIST, on_watchdog, &watchdog));
+        if (watchdog_timer) {
+            for (auto& w : workers_) w->request_heartbeat();
+            timeval tv{static_cast<time_t>(us / 1'000'000),
+                       static_cast<suseconds_t>(us % 1'000'000)};
+            event_add(watchdog_timer.get(), &tv);
+        } else {
+            LOG_WARN("watchdog: out of memory, no pings (systemd will restart the service)");
+        }
+    }
     event_base_dispatch(base);
+    watchdog_timer.reset();
     reloader.reset();  // finishes a reload in progress; no refresh reaches a stopped worker
     for (auto& w : workers_) w->join();
     if (access_log_) {

@@ -91,6 +91,10 @@ class Worker {
     // Thread-safe: a new rule snapshot was published; drop the cached one now rather than at the
     // next request, so an idle worker does not keep old rules in memory.
     void request_rules_refresh();
+    // Asks the worker's loop to count one heartbeat (heartbeats()): a loop that counts has
+    // run since (the service watchdog's proof of life).
+    void request_heartbeat();
+    uint64_t heartbeats() const { return heartbeats_.load(std::memory_order_relaxed); }
     // Thread-safe: close connection `id` of this worker if it is still idle between requests
     // (another worker is at a connection limit and claimed it from SharedState::clients).
     void request_evict(uint64_t id);
@@ -166,6 +170,7 @@ class Worker {
     std::vector<Connection*> reap_list_;
     std::atomic<int> drain_grace_ms_{0};
     std::atomic<unsigned> wake_requests_{0};  // kWake* bits, taken by on_wake()
+    std::atomic<uint64_t> heartbeats_{0};
     bool draining_ = false;
     time_t last_refusal_log_s_ = 0;
     uint64_t refusals_ = 0;
