@@ -271,6 +271,77 @@ std::optional<Error> set_admin(const YamlSource& src, const YAML::Node& node, Se
     return std::nullopt;
 }
 
+std::optional<Error> set_pac_listen(const YamlSource& src, const YAML::Node& node,
+                                    ServerConfig& cfg) {
+    auto list = src.get_string_list(node, "pac_listen");
+    if (!list) return list.error();
+    for (size_t i = 0; i < list->size(); ++i) {
+        if (auto addr = parse_listen_address((*list)[i]); !addr) {
+            return src.error_at(node.IsSequence() ? node[i] : node,
+                                "pac_listen: " + addr.error().message);
+        }
+    }
+    cfg.pac_listen = *list;
+    return std::nullopt;
+}
+
+// The top-level `pac:` section.
+std::optional<Error> read_pac(const YamlSource& src, const YAML::Node& pac, PacConfig& out) {
+    static constexpr std::string_view kKeys[] = {"direct_domains", "direct_nets",
+                                                 "fallback_direct"};
+    if (!pac.IsMap()) return src.error_at(pac, "\"pac\" must be a map");
+    if (auto err = src.check_keys(pac, kKeys, "pac")) return err;
+    if (const YAML::Node n = pac["direct_domains"]) {
+        auto list = src.get_string_list(n, "direct_domains");
+        if (!list) return list.error();
+        for (size_t i = 0; i < list->size(); ++i) {
+            std::string name = (*list)[i];
+            for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            if (name.starts_with("*.")) name.erase(0, 2);
+            if (name.starts_with('.')) name.erase(0, 1);
+            if (name.ends_with('.')) name.pop_back();
+            const bool ok =
+                !name.empty() && name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") ==
+                                     std::string::npos;
+            if (!ok) {
+                return src.error_at(n.IsSequence() ? n[i] : n,
+                                    "pac.direct_domains: \"" + (*list)[i] +
+                                        "\" is not a host name (IDN names in their xn-- form)");
+            }
+            out.direct_domains.push_back(name);
+        }
+    }
+    if (const YAML::Node n = pac["direct_nets"]) {
+        auto list = src.get_string_list(n, "direct_nets");
+        if (!list) return list.error();
+        for (size_t i = 0; i < list->size(); ++i) {
+            const std::string& cidr = (*list)[i];
+            const YAML::Node at = n.IsSequence() ? n[i] : n;
+            NetSet check;
+            if (auto err = check.add(cidr)) return src.error_at(at, "pac.direct_nets: " + *err);
+            if (cidr.find(':') != std::string::npos) {
+                return src.error_at(at, "pac.direct_nets: \"" + cidr +
+                                            "\": a PAC file can test IPv4 networks only "
+                                            "(isInNet)");
+            }
+            out.direct_nets.push_back(cidr.find('/') == std::string::npos ? cidr + "/32" : cidr);
+        }
+    }
+    if (const YAML::Node n = pac["fallback_direct"]) {
+        auto text = src.get_string(n, "fallback_direct");
+        if (!text) return text.error();
+        if (*text == "true" || *text == "yes" || *text == "on") {
+            out.fallback_direct = true;
+        } else if (*text == "false" || *text == "no" || *text == "off") {
+            out.fallback_direct = false;
+        } else {
+            return src.error_at(n,
+                                "\"fallback_direct\" must be true or false, got \"" + *text + "\"");
+        }
+    }
+    return std::nullopt;
+}
+
 const std::vector<Row>& rows() {
     constexpr int64_t kDay = 86'400'000;
     static const std::vector<Row> table = {
@@ -306,6 +377,7 @@ const std::vector<Row>& rows() {
         bool_row("splice", &ServerConfig::splice),
         int_row("admin_max_connections", &ServerConfig::admin_max_connections, 1, 10'000),
         {"allow_local_destinations", set_allow_local_destinations},
+        {"pac_listen", set_pac_listen},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
         int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),
         int_row("max_dns_lookups_per_client", &ServerConfig::max_dns_lookups_per_client, 1,
@@ -315,13 +387,17 @@ const std::vector<Row>& rows() {
 }
 
 // Top-level sections of rules.yaml: `server` is read here, the rest by rules_loader.
-constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups", "lists", "rules"};
+constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups",
+                                              "lists",  "rules",   "pac"};
 
 }  // namespace
 
 Result<ServerConfig> read_server_config(const YamlSource& src) {
     if (auto err = src.check_keys(src.root(), kTopLevelKeys, "the top level")) return *err;
     ServerConfig cfg;
+    if (const YAML::Node pac = src.root()["pac"]; pac && !pac.IsNull()) {
+        if (auto err = read_pac(src, pac, cfg.pac)) return *err;
+    }
     const YAML::Node server = src.root()["server"];
     if (!server || server.IsNull()) return cfg;
     std::vector<std::string_view> names;

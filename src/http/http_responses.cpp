@@ -108,7 +108,8 @@ std::string html_page(std::string_view title, std::string_view body_html) {
 
 // The head (RFC 9110 §6.6.1 Date, RFC 9111 §5.2.2.5 no-store so a cache never keeps a local
 // answer) and, unless head_only, the body. Content-Length is the body's even for HEAD.
-std::string make_response(int status, const std::string& body, bool keep_alive, bool head_only) {
+std::string make_response(int status, const std::string& body, bool keep_alive, bool head_only,
+                          std::string_view content_type = "text/html; charset=utf-8") {
     std::string out;
     out.reserve(256 + body.size());
     out += "HTTP/1.1 ";
@@ -117,7 +118,9 @@ std::string make_response(int status, const std::string& body, bool keep_alive, 
     out += reason_phrase(status);
     out += "\r\nDate: ";
     out += http_date();
-    out += "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ";
+    out += "\r\nContent-Type: ";
+    out += content_type;
+    out += "\r\nContent-Length: ";
     out += std::to_string(body.size());
     out += "\r\nCache-Control: no-store\r\n";
     if (!keep_alive) out += "Connection: close\r\n";
@@ -194,6 +197,11 @@ std::string make_info_response(std::string_view host, uint16_t port, bool keep_a
         "</code></li>\n"
         "</ul>\n";
     return make_response(200, html_page("hallpass", body), keep_alive, head_only);
+}
+
+std::string make_pac_response(std::string_view script, bool keep_alive, bool head_only) {
+    return make_response(200, std::string(script), keep_alive, head_only,
+                         "application/x-ns-proxy-autoconfig");
 }
 
 }  // namespace hallpass

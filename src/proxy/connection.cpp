@@ -21,6 +21,7 @@
 #include "hallpass/config/config.h"
 #include "hallpass/http/http_responses.h"
 #include "hallpass/http/http_rewrite.h"
+#include "hallpass/http/pac.h"
 #include "hallpass/proxy/dns.h"
 #include "hallpass/proxy/upstream_pool.h"
 #include "hallpass/proxy/worker.h"
@@ -113,11 +114,12 @@ socklen_t addr_len(const sockaddr_storage& ss) {
 
 }  // namespace
 
-Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer)
+Connection::Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer, bool pac_only)
     : worker_(worker),
       id_(id),
       client_addr_(format_address(peer)),
       client_ip_(IpAddr::from_sockaddr(peer).value_or(IpAddr{})),
+      pac_only_(pac_only),
       client_watch_(worker.base(), this),
       upstream_watch_(worker.base(), this),
       arena_(kArenaBytes, worker.head_memory()) {
@@ -487,7 +489,9 @@ void Connection::handle_request() {
     x_.req_body_done = true;
     x_.client_keep_alive = false;
     x_.is_connect = false;
-    if (x_.req.method == "CONNECT") {
+    if (pac_only_ || is_pac_request()) {
+        serve_pac();
+    } else if (x_.req.method == "CONNECT") {
         handle_connect();
     } else if (x_.req.target.starts_with('/') || x_.req.target == "*") {
         handle_origin_form();
@@ -605,15 +609,7 @@ void Connection::handle_origin_form() {
     // Not a proxy request: somebody opened the proxy's address in a browser (the info page), or
     // a client was configured with the proxy as its web server, or sends requests meant for
     // another server here (refused: hallpass is no one's web server).
-    // Where the client reached us: asked only here (rare), not for every connection.
-    sockaddr_storage local{};
-    socklen_t local_len = sizeof local;
-    if (local_port_ == 0 && getsockname(bufferevent_getfd(client_.get()),
-                                        reinterpret_cast<sockaddr*>(&local), &local_len) == 0) {
-        const auto* sa = reinterpret_cast<const sockaddr*>(&local);
-        local_ip_ = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
-        local_port_ = port_of(sa);
-    }
+    learn_local_address();
     const Header* host = find_header(x_.req.headers, "host");
     std::optional<Authority> self;
     if (host) {
@@ -631,6 +627,78 @@ void Connection::handle_origin_form() {
     }
     size_t query = x_.req.target.find('?');
     answer_self(*self, local_port_, x_.req.target.substr(0, query));
+}
+
+// Where the client reached us: asked only for requests to hallpass itself (rare), not for every
+// connection.
+void Connection::learn_local_address() {
+    sockaddr_storage local{};
+    socklen_t local_len = sizeof local;
+    if (local_port_ == 0 && getsockname(bufferevent_getfd(client_.get()),
+                                        reinterpret_cast<sockaddr*>(&local), &local_len) == 0) {
+        const auto* sa = reinterpret_cast<const sockaddr*>(&local);
+        local_ip_ = IpAddr::from_sockaddr(sa).value_or(IpAddr{});
+        local_port_ = port_of(sa);
+    }
+}
+
+bool Connection::is_pac_request() const {
+    const std::string_view target = x_.req.target;
+    const std::string_view path = target.substr(0, target.find('?'));
+    return path == "/proxy.pac" || path == "/wpad.dat";
+}
+
+std::string Connection::pac_proxy_address() {
+    learn_local_address();
+    IpAddr ip = local_ip_;
+    uint16_t port = local_port_;
+    if (pac_only_) {
+        // Reached on the auto-config port: the proxy listener on the same address (or on every
+        // address), else the first proxy listener.
+        const SelfAddress* same = nullptr;
+        const SelfAddress* first = nullptr;
+        for (const SelfAddress& s : worker_.shared().self) {
+            if (s.admin || s.pac) continue;
+            if (!first) first = &s;
+            if (s.any || (s.ip.v6 == ip.v6 && s.ip.hi == ip.hi && s.ip.lo == ip.lo)) {
+                same = &s;
+                break;
+            }
+        }
+        if (same) {
+            port = same->port;
+        } else if (first) {
+            ip = first->ip;
+            port = first->port;
+        }
+    }
+    const std::string host = ip.v6 ? "[" + ip.to_string() + "]" : ip.to_string();
+    return host + ":" + std::to_string(port);
+}
+
+void Connection::serve_pac() {
+    x_.txn.kind = Transaction::Kind::Local;
+    const bool is_head = x_.req.method == "HEAD";
+    if (!is_pac_request() || x_.req.target.front() != '/') {
+        reply_error(404,
+                    "this address serves only the proxy auto-config file: /proxy.pac, /wpad.dat",
+                    true);
+        return;
+    }
+    if (x_.req.method != "GET" && !is_head) {
+        reply_error(405, "the proxy auto-config file is fetched with GET", true);
+        return;
+    }
+    auto framing = request_framing(x_.req);
+    const bool keep_alive =
+        framing && framing->kind == BodyKind::None && client_wants_keep_alive(x_.req) && !draining_;
+    x_.client_keep_alive = keep_alive;
+    x_.txn.status = 200;
+    const PacConfig& pac = worker_.config().pac;
+    const std::string proxy = pac_proxy_address();
+    const std::string script =
+        make_pac_script({pac.direct_domains, pac.direct_nets, pac.fallback_direct, proxy});
+    reply(make_pac_response(script, keep_alive, is_head), keep_alive);
 }
 
 bool Connection::names_this_host(const Authority& a) const {

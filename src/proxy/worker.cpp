@@ -32,6 +32,9 @@ constexpr int kAcceptPauseMs = 200;
 void accept_cb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int, void* arg) {
     static_cast<Worker*>(arg)->on_accept(fd, peer);
 }
+void accept_pac_cb(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int, void* arg) {
+    static_cast<Worker*>(arg)->on_accept(fd, peer, true);
+}
 void accept_error_cb(evconnlistener* listener, void* arg) {
     static_cast<Worker*>(arg)->on_accept_error(listener);
 }
@@ -72,7 +75,7 @@ Worker::~Worker() {
     base_.reset();
 }
 
-Result<bool> Worker::init(const std::vector<int>& listen_fds) {
+Result<bool> Worker::init(const std::vector<int>& listen_fds, const std::vector<int>& pac_fds) {
     // One thread per base, and other threads reach it only through the eventfd below: the base
     // needs no lock, which every event_add and event_del would otherwise take.
     event_config* ec = event_config_new();
@@ -108,12 +111,16 @@ Result<bool> Worker::init(const std::vector<int>& listen_fds) {
         if (!stats_timer_ || event_add(stats_timer_.get(), &second) != 0)
             return Error{"cannot start the statistics timer"};
     }
-    for (int fd : listen_fds) {
-        ListenerPtr l(evconnlistener_new(base_.get(), accept_cb, this,
-                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd));
-        if (!l) return Error{"cannot listen: " + std::string(std::strerror(errno))};
-        evconnlistener_set_error_cb(l.get(), accept_error_cb);
-        listeners_.push_back(std::move(l));
+    const std::pair<const std::vector<int>*, evconnlistener_cb> sets[] = {
+        {&listen_fds, accept_cb}, {&pac_fds, accept_pac_cb}};
+    for (const auto& [fds, cb] : sets) {
+        for (int fd : *fds) {
+            ListenerPtr l(evconnlistener_new(base_.get(), cb, this,
+                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd));
+            if (!l) return Error{"cannot listen: " + std::string(std::strerror(errno))};
+            evconnlistener_set_error_cb(l.get(), accept_error_cb);
+            listeners_.push_back(std::move(l));
+        }
     }
     return true;
 }
@@ -248,7 +255,7 @@ void Worker::refuse(int fd, const sockaddr* peer, int status, const char* why) {
     if (shared_.stats) shared_.stats->count_refused(index_, status);
 }
 
-void Worker::on_accept(int fd, const sockaddr* peer) {
+void Worker::on_accept(int fd, const sockaddr* peer, bool pac_only) {
     IpAddr client = IpAddr::from_sockaddr(peer).value_or(IpAddr{});
     if (!shared_.allowed_clients.contains(client)) {
         refuse(fd, peer, 403, "this proxy does not serve your address (server.allowed_clients)");
@@ -277,7 +284,7 @@ void Worker::on_accept(int fd, const sockaddr* peer) {
         shared_.clients.add_connection(client);
     }
     uint64_t id = shared_.next_id.fetch_add(1);
-    auto conn = std::make_unique<Connection>(*this, id, fd, peer);
+    auto conn = std::make_unique<Connection>(*this, id, fd, peer, pac_only);
     Connection* raw = conn.get();
     connections_.emplace(raw, std::move(conn));
     raw->start();

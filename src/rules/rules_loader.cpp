@@ -39,7 +39,8 @@ constexpr std::string_view kRuleKeys[] = {"name",    "action",     "clients",   
                                           "domains", "host_regex", "url_regex", "lists",
                                           "ports",   "dest_nets"};
 constexpr std::string_view kListKeys[] = {"file", "format"};
-constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups", "lists", "rules"};
+constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups",
+                                              "lists",  "rules",   "pac"};
 constexpr std::string_view kFormats[] = {"auto", "plain", "hosts", "adblock"};
 
 Position position_of(const YamlSource& src, const YAML::Node& node) {

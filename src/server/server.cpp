@@ -216,9 +216,14 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
 
     // fds[worker] = that worker's sockets, one per listen address.
     std::vector<std::vector<int>> fds(threads);
+    // The auto-config listeners (server.pac_listen), bound the same way.
+    std::vector<std::vector<int>> pac_fds(threads);
     auto close_all = [&] {
-        for (auto& list : fds) {
-            for (int fd : list) ::close(fd);
+        for (auto* set : {&fds, &pac_fds}) {
+            for (auto& list : *set) {
+                for (int fd : list) ::close(fd);
+                list.clear();
+            }
         }
     };
     for (const std::string& text : s->cfg_.listen) {
@@ -241,6 +246,31 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
                 const auto* bound = reinterpret_cast<const sockaddr*>(&addr->addr);
                 s->bound_.push_back(format_address(bound));
                 s->shared_->self.push_back(SelfAddress::of(bound));
+            }
+        }
+    }
+    for (const std::string& text : s->cfg_.pac_listen) {
+        auto addr = parse_listen_address(text);
+        if (!addr) {
+            close_all();
+            return addr.error();
+        }
+        for (int w = 0; w < threads; ++w) {
+            auto fd = bind_socket(*addr);
+            if (!fd) {
+                close_all();
+                return Error{"cannot listen on " + text +
+                             " (server.pac_listen): " + fd.error().message};
+            }
+            pac_fds[w].push_back(*fd);
+            if (w == 0) {
+                socklen_t len = sizeof addr->addr;
+                getsockname(*fd, reinterpret_cast<sockaddr*>(&addr->addr), &len);
+                const auto* bound = reinterpret_cast<const sockaddr*>(&addr->addr);
+                s->pac_bound_.push_back(format_address(bound));
+                SelfAddress self = SelfAddress::of(bound);
+                self.pac = true;
+                s->shared_->self.push_back(self);
             }
         }
     }
@@ -268,8 +298,9 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     }
     for (int w = 0; w < threads; ++w) {
         auto worker = std::make_unique<Worker>(w, s->cfg_, hosts, *s->shared_, *s->rules_);
-        auto ok = worker->init(fds[w]);
+        auto ok = worker->init(fds[w], pac_fds[w]);
         fds[w].clear();  // the worker owns them now, even on failure
+        pac_fds[w].clear();
         if (!ok) {
             close_all();
             return ok.error();
@@ -308,6 +339,9 @@ int Server::run() {
     }
     for (auto& w : workers_) w->start();
     for (const std::string& addr : bound_) LOG_INFO("listening on %s", addr.c_str());
+    for (const std::string& addr : pac_bound_) {
+        LOG_INFO("proxy auto-config on http://%s/proxy.pac and /wpad.dat", addr.c_str());
+    }
     if (admin_)
         LOG_INFO("admin endpoint on http://%s/ (/metrics, /stats.json)", admin_->bound().c_str());
     LOG_INFO("hallpass %s ready: %zu worker threads", HALLPASS_VERSION, workers_.size());

@@ -49,27 +49,29 @@ void fill_site(const Nginx& origin) {
     origin.put("b/pixel.png", tiny_png());
 }
 
-// Runs headless Chromium through the proxy with `mode` (--dump-dom or --screenshot=...).
+// Runs headless Chromium through the proxy with `mode` (--dump-dom or --screenshot=...);
+// `proxy_flag` replaces --proxy-server=127.0.0.1:PORT (--proxy-pac-url=...).
 RunResult chromium(const TempDir& dir, uint16_t proxy_port, const std::vector<std::string>& mode,
-                   const std::string& url) {
+                   const std::string& url, const std::string& proxy_flag = "") {
     static int profile = 0;
     fs::path profile_dir = dir / ("chromium-profile-" + std::to_string(profile++));
     fs::create_directories(profile_dir);
-    std::vector<std::string> argv = {"env",
-                                     "HOME=" + dir.path().string(),
-                                     kChromium,
-                                     "--headless",
-                                     "--no-sandbox",
-                                     "--disable-gpu",
-                                     "--disable-quic",
-                                     "--no-first-run",
-                                     "--disable-background-networking",
-                                     "--disable-component-update",
-                                     "--disable-sync",
-                                     "--disable-dev-shm-usage",
-                                     "--ignore-certificate-errors",
-                                     "--user-data-dir=" + profile_dir.string(),
-                                     "--proxy-server=127.0.0.1:" + std::to_string(proxy_port)};
+    std::vector<std::string> argv = {
+        "env",
+        "HOME=" + dir.path().string(),
+        kChromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--ignore-certificate-errors",
+        "--user-data-dir=" + profile_dir.string(),
+        proxy_flag.empty() ? "--proxy-server=127.0.0.1:" + std::to_string(proxy_port) : proxy_flag};
     argv.insert(argv.end(), mode.begin(), mode.end());
     argv.push_back(url);
     return run(argv, 60s, /*own_process_group=*/true);
@@ -154,4 +156,26 @@ TEST_CASE("browser: headless Chromium renders the same page over HTTPS through C
     CHECK(r.exit_code == 0);
     CHECK(is_png(read_file(shot)));
     CHECK(read_file(shot).size() > 1000);
+}
+
+TEST_CASE("browser: Chromium given only the PAC URL browses through hallpass") {
+    REQUIRE_MESSAGE(fs::exists(kChromium), "chromium is not installed (scripts/test installs it)");
+    TempDir dir;
+    Nginx origin(dir);
+    fill_site(origin);
+    HallpassOptions o;
+    // The page's host is a LAN name only hallpass knows; the PAC file sends it to hallpass.
+    o.rules_yaml = "pac:\n  direct_domains: [home.arpa]\n";
+    Hallpass proxy(dir, o);
+    const std::string base = origin.url("/b/", "site.test");
+    const std::string pac = "http://127.0.0.1:" + std::to_string(proxy.port()) + "/proxy.pac";
+    auto dom =
+        chromium(dir, proxy.port(), {"--dump-dom"}, base + "index.html", "--proxy-pac-url=" + pac);
+    check_markers(dom);
+    const std::string log = proxy.stderr_text();
+    CHECK_MESSAGE(!lines_with(log, "GET /proxy.pac").empty(),
+                  "Chromium never fetched the PAC file");
+    for (const char* file : {"index.html", "style.css", "app.js", "pixel.png"})
+        CHECK_MESSAGE(!lines_with(log, "GET " + base + file).empty(),
+                      "hallpass did not see " << file);
 }

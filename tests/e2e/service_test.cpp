@@ -182,8 +182,11 @@ TEST_CASE("service: the man pages render without warnings and document every key
         keys.insert((*it)[1].matched ? (*it)[1].str() : (*it)[2].str());
     }
     CHECK(keys.size() > 30);
-    const std::string loader = read_file(source_root() / "src" / "rules" / "rules_loader.cpp");
-    std::regex arrays(R"re(k(?:Rule|List)Keys\[\] = \{([^}]*)\})re");
+    CHECK(keys.count("pac_listen") == 1);
+    // The key arrays: top-level sections, a rule's and a list's keys (rules_loader), pac:'s.
+    const std::string loader =
+        read_file(source_root() / "src" / "rules" / "rules_loader.cpp") + config;
+    std::regex arrays(R"re(k(?:Rule|List|TopLevel|)Keys\[\] = \{([^}]*)\})re");
     for (auto it = std::sregex_iterator(loader.begin(), loader.end(), arrays);
          it != std::sregex_iterator(); ++it) {
         const std::string body = (*it)[1].str();

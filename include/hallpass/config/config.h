@@ -40,6 +40,16 @@ struct PortRanges {
     bool operator==(const PortRanges&) const = default;
 };
 
+// The `pac:` section: what the generated proxy auto-config file (/proxy.pac, /wpad.dat) sends
+// DIRECT. Everything else goes to hallpass, with no DIRECT fallback unless asked: a device whose
+// proxy is down must not quietly go around the filter.
+struct PacConfig {
+    std::vector<std::string> direct_domains;  // canonical names: the name and its subdomains
+    std::vector<std::string> direct_nets;     // IPv4 CIDRs ("192.168.1.0/24"), for IP-literal URLs
+    bool fallback_direct = false;             // "PROXY ...; DIRECT"
+    bool operator==(const PacConfig&) const = default;
+};
+
 struct ServerConfig {
     std::vector<std::string> listen = {"0.0.0.0:12345"};  // ADDR:PORT, [v6]:PORT
     int threads = 0;                                      // worker threads; 0 = number of cores
@@ -109,6 +119,10 @@ struct ServerConfig {
     // Started as root, hallpass binds, opens its logs, then runs as this account (no groups,
     // no capabilities, no_new_privs); "nobody" when it does not exist. "root" keeps root.
     std::string user = "hallpass";
+    // More listeners that serve only the proxy auto-config file (WPAD clients ask
+    // http://wpad.DOMAIN/wpad.dat on port 80): ADDR:PORT. Empty: the proxy port serves it.
+    std::vector<std::string> pac_listen;
+    PacConfig pac;  // the top-level `pac:` section
 };
 
 // A listen address: "0.0.0.0:12345", "127.0.0.1:0" (any free port), "[::1]:12345".

@@ -24,6 +24,9 @@ std::string_view reason_phrase(int status);
 std::string make_info_response(std::string_view host, uint16_t port, bool keep_alive,
                                bool head_only);
 
+// 200 with a proxy auto-config script (pac.h), as application/x-ns-proxy-autoconfig.
+std::string make_pac_response(std::string_view script, bool keep_alive, bool head_only);
+
 inline constexpr std::string_view kConnectEstablished =
     "HTTP/1.1 200 Connection established\r\n\r\n";
 

@@ -41,8 +41,9 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
         Finished,     // done; waiting for the worker to free it
     };
 
-    // Takes ownership of the accepted socket `fd`.
-    Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer);
+    // Takes ownership of the accepted socket `fd`. `pac_only`: accepted on a server.pac_listen
+    // address, where hallpass serves the auto-config file and nothing else.
+    Connection(Worker& worker, uint64_t id, int fd, const sockaddr* peer, bool pac_only = false);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -96,6 +97,11 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     void forward_request();  // the upstream head, then a pooled connection or a new one
     void handle_connect();
     void handle_origin_form();
+    void learn_local_address();  // local_ip_, local_port_ (getsockname, once)
+    // GET /proxy.pac or /wpad.dat, whatever the Host (WPAD clients send an IP or wpad.DOMAIN).
+    bool is_pac_request() const;
+    void serve_pac();
+    std::string pac_proxy_address();                 // "ADDR:PORT" this client reaches the proxy at
     bool names_this_host(const Authority& a) const;  // one of our addresses or host names
     // A request for hallpass itself: the info page at /, 404 elsewhere, never forwarded.
     void answer_self(const Authority& self, uint16_t port, std::string_view path);
@@ -175,6 +181,7 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     IpAddr client_ip_;
     IpAddr local_ip_;          // the address the client reached us on (origin-form only:
     uint16_t local_port_ = 0;  // ...and its port         getsockname on first need)
+    const bool pac_only_;
     State state_ = State::ReadingHead;
     BuffereventPtr client_;
     BuffereventPtr upstream_;

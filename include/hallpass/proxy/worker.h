@@ -39,6 +39,7 @@ struct SelfAddress {
     IpAddr ip;
     uint16_t port = 0;
     bool admin = false;  // the admin endpoint, not a proxy listener
+    bool pac = false;    // a server.pac_listen address: the auto-config file only
 
     static SelfAddress of(const sockaddr* addr, bool admin = false);
 };
@@ -80,7 +81,8 @@ class Worker {
 
     // Creates the event base, DNS resolver, pool and one listener per socket in `listen_fds`
     // (already bound and listening, owned by the worker from now on). Main thread, before run().
-    Result<bool> init(const std::vector<int>& listen_fds);
+    // `pac_fds`: server.pac_listen sockets, whose connections get the auto-config file only.
+    Result<bool> init(const std::vector<int>& listen_fds, const std::vector<int>& pac_fds = {});
     // Starts the worker thread.
     void start();
     void join();
@@ -123,7 +125,7 @@ class Worker {
     void reap(Connection* conn);
 
     // libevent trampolines (public for the C callbacks in worker.cpp).
-    void on_accept(int fd, const sockaddr* peer);
+    void on_accept(int fd, const sockaddr* peer, bool pac_only = false);
     void on_accept_error(evconnlistener* listener);
     void on_reap();
     void on_drain();

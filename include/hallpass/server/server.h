@@ -51,6 +51,7 @@ class Server {
     std::vector<std::unique_ptr<Worker>> workers_;
     std::unique_ptr<AdminServer> admin_;
     std::vector<std::string> bound_;
+    std::vector<std::string> pac_bound_;  // server.pac_listen, as bound
 };
 
 }  // namespace hallpass
