@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory_resource>
 #include <string_view>
 
 #include "fuzz_check.h"
@@ -82,7 +83,11 @@ inline size_t start_line_length(std::string_view bytes) {
 // checks everything that must hold whatever the bytes; returns the parse.
 template <class Head>
 HeadParse<Head> check_head_parse(std::string_view bytes, const ParseLimits& limits,
-                                 HeadParse<Head> (*parse)(std::string_view, const ParseLimits&)) {
+                                 HeadParse<Head> (*parse_in)(std::string_view, const ParseLimits&,
+                                                             std::pmr::memory_resource*)) {
+    auto parse = [parse_in](std::string_view b, const ParseLimits& l) {
+        return parse_in(b, l, std::pmr::get_default_resource());
+    };
     HeadParse<Head> r = parse(bytes, limits);
     if (r.status == HeadStatus::Incomplete) {
         // "No end of head within the first max_head_bytes bytes" is certain past that size.
