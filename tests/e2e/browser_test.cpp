@@ -179,3 +179,27 @@ TEST_CASE("browser: Chromium given only the PAC URL browses through hallpass") {
         CHECK_MESSAGE(!lines_with(log, "GET " + base + file).empty(),
                       "hallpass did not see " << file);
 }
+
+// What a blocked site looks like over plain HTTP: hallpass's block page, naming the rule (its
+// screenshot is left in the artifacts directory). (Over HTTPS the browser shows its own error
+// page: hallpass refuses the tunnel without decrypting anything.)
+TEST_CASE("browser: a blocked page in Chromium is hallpass's block page naming the rule") {
+    REQUIRE_MESSAGE(fs::exists(kChromium), "chromium is not installed (scripts/test installs it)");
+    TempDir dir;
+    Nginx origin(dir);
+    fill_site(origin);
+    HallpassOptions opts;
+    opts.rules_yaml = "rules:\n  - {name: no-site, action: block, domains: [site.test]}\n";
+    Hallpass proxy(dir, opts);
+    const std::string url = origin.url("/b/index.html", "site.test");
+    auto dom = chromium(dir, proxy.port(), {"--dump-dom"}, url);
+    CHECK_MESSAGE(contains(dom.out, "no-site"), "no block page naming the rule: " << dom.out);
+    CHECK_FALSE(contains(dom.out, "hallpass browser test"));
+    CHECK(origin.accesses().empty());
+    fs::path shot = artifacts_dir() / "blocked_http.png";
+    fs::remove(shot);
+    auto r = chromium(dir, proxy.port(),
+                      {"--screenshot=" + shot.string(), "--window-size=1000,600"}, url);
+    CHECK(r.exit_code == 0);
+    CHECK(is_png(read_file(shot)));
+}
