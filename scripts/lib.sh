@@ -2,7 +2,7 @@
 # Sourced, not run. Everything comes from Debian's packages.
 
 BUILD_PACKAGES=(g++ meson ninja-build pkg-config libevent-dev libyaml-cpp-dev libre2-dev
-                libidn2-dev doctest-dev libxxhash-dev python3 libsystemd-dev)
+                libidn2-dev doctest-dev libxxhash-dev python3 libsystemd-dev libcurl4-openssl-dev)
 # scdoc: the man pages; systemd: systemd-analyze; man-db: man --warnings (service_test);
 # python3-pacparser: a real PAC engine (pac_test).
 TEST_PACKAGES=(curl nginx libnginx-mod-http-echo openssl chromium goaccess scdoc systemd man-db

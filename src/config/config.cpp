@@ -285,6 +285,18 @@ std::optional<Error> set_pac_listen(const YamlSource& src, const YAML::Node& nod
     return std::nullopt;
 }
 
+std::optional<Error> set_state_dir(const YamlSource& src, const YAML::Node& node,
+                                   ServerConfig& cfg) {
+    auto path = src.get_string(node, "state_dir");
+    if (!path) return path.error();
+    if (path->empty()) return src.error_at(node, "state_dir is empty");
+    // Relative to the rules file, as list files are.
+    cfg.state_dir = std::filesystem::path(*path).is_absolute()
+                        ? *path
+                        : (std::filesystem::path(src.name()).parent_path() / *path).string();
+    return std::nullopt;
+}
+
 // The top-level `pac:` section.
 std::optional<Error> read_pac(const YamlSource& src, const YAML::Node& pac, PacConfig& out) {
     static constexpr std::string_view kKeys[] = {"direct_domains", "direct_nets",
@@ -378,6 +390,7 @@ const std::vector<Row>& rows() {
         int_row("admin_max_connections", &ServerConfig::admin_max_connections, 1, 10'000),
         {"allow_local_destinations", set_allow_local_destinations},
         {"pac_listen", set_pac_listen},
+        {"state_dir", set_state_dir},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
         int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),
         int_row("max_dns_lookups_per_client", &ServerConfig::max_dns_lookups_per_client, 1,

@@ -104,13 +104,22 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const Ru
     size_t expected = 0;
     for (size_t l = 0; l < spec.lists.size(); ++l) {
         std::error_code ec;
-        if (list_used[l]) expected += std::filesystem::file_size(spec.lists[l].path, ec) / 17;
+        if (list_used[l] && !spec.lists[l].path.empty())
+            expected += std::filesystem::file_size(spec.lists[l].path, ec) / 17;
     }
     names.reserve(expected);
     for (size_t l = 0; l < spec.lists.size(); ++l) {
         const ListSpec& list = spec.lists[l];
         uint32_t set_id = kListBase + static_cast<uint32_t>(l);
         ListSummary summary{list.name, list.path, 0, 0, 0, {}};
+        summary.url = list.url;
+        if (list.path.empty()) {
+            // A list by URL with no copy yet (first start without the network): empty until the
+            // first download, which reloads.
+            summary.issues.push_back("no copy of " + list.url + " yet: empty until it is fetched");
+            rs->lists_.push_back(std::move(summary));
+            continue;
+        }
         auto stats = load_domain_list(list.path, format_of(list.format),
                                       [&](std::string_view name, uint32_t) {
                                           if (list_used[l]) names.add(name, set_id);

@@ -32,7 +32,7 @@ Result<LoadedRules> load_rules_file(const std::string& path, const RuleSet* prev
     if (!src) return src.error();
     auto server = read_server_config(*src);
     if (!server) return server.error();
-    auto spec = load_rules_spec(*src);
+    auto spec = load_rules_spec(*src, server->state_dir);
     if (!spec) return spec.error();
     auto rules = RuleSet::compile(std::move(*spec), previous, pacer);
     if (!rules) return rules.error();

@@ -38,7 +38,8 @@ std::optional<std::string> name_in_url(std::string_view text) {
 constexpr std::string_view kRuleKeys[] = {"name",    "action",     "clients",   "hosts",
                                           "domains", "host_regex", "url_regex", "lists",
                                           "ports",   "dest_nets"};
-constexpr std::string_view kListKeys[] = {"file", "format"};
+constexpr std::string_view kListKeys[] = {"file",       "format",  "url",    "refresh",
+                                          "max_shrink", "timeout", "ca_file"};
 constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups",
                                               "lists",  "rules",   "pac"};
 constexpr std::string_view kFormats[] = {"auto", "plain", "hosts", "adblock"};
@@ -56,7 +57,8 @@ bool is_name(std::string_view s) {
 
 class Loader {
   public:
-    explicit Loader(const YamlSource& src) : src_(src) {}
+    Loader(const YamlSource& src, std::string state_dir)
+        : src_(src), state_dir_(std::move(state_dir)) {}
 
     Result<RulesSpec> load() {
         spec_.file = src_.name();
@@ -133,13 +135,34 @@ class Loader {
             }
             const YAML::Node body = it->second;  // a copy: it->second is a temporary
             if (auto e = src_.check_keys(body, kListKeys, "list \"" + list.name + "\"")) return e;
-            if (!body["file"])
-                return src_.error_at(body, "list \"" + list.name + "\" needs a file");
-            auto file = src_.get_string(body["file"], "file");
-            if (!file) return file.error();
-            list.path = resolve(*file);
-            if (!std::filesystem::is_regular_file(list.path)) {
-                return src_.error_at(body["file"], "cannot read list file \"" + list.path + "\"");
+            if (!body["file"] && !body["url"])
+                return src_.error_at(body, "list \"" + list.name + "\" needs a file or a url");
+            if (body["url"]) {
+                if (auto e = read_list_url(body, list)) return e;
+            } else {
+                for (const char* key : {"refresh", "max_shrink", "timeout", "ca_file"}) {
+                    if (body[key]) {
+                        return src_.error_at(
+                            body[key], std::string("\"") + key + "\" is for a list with a url");
+                    }
+                }
+            }
+            if (body["file"]) {
+                auto file = src_.get_string(body["file"], "file");
+                if (!file) return file.error();
+                list.file = resolve(*file);
+                // A url list may name a file that does not exist yet (it is the fallback).
+                if (list.url.empty() && !std::filesystem::is_regular_file(list.file)) {
+                    return src_.error_at(body["file"],
+                                         "cannot read list file \"" + list.file + "\"");
+                }
+            }
+            if (list.url.empty()) {
+                list.path = list.file;
+            } else if (std::filesystem::is_regular_file(list.cache_path)) {
+                list.path = list.cache_path;  // the last good copy, at once (no network needed)
+            } else if (!list.file.empty() && std::filesystem::is_regular_file(list.file)) {
+                list.path = list.file;
             }
             list.format = "auto";
             if (body["format"]) {
@@ -157,6 +180,94 @@ class Loader {
             spec_.lists.push_back(std::move(list));
         }
         return std::nullopt;
+    }
+
+    // url:, refresh:, max_shrink:, timeout:, ca_file: of a list by URL.
+    Maybe read_list_url(const YAML::Node& body, ListSpec& list) {
+        auto url = src_.get_string(body["url"], "url");
+        if (!url) return url.error();
+        if (!url->starts_with("http://") && !url->starts_with("https://")) {
+            return src_.error_at(body["url"], "a list url starts with http:// or https://");
+        }
+        if (state_dir_.empty()) {
+            return src_.error_at(body["url"], "lists by url need server.state_dir");
+        }
+        list.url = *url;
+        list.cache_path = list_cache_path(state_dir_, list.name);
+        if (body["refresh"]) {
+            auto text = src_.get_string(body["refresh"], "refresh");
+            if (!text) return text.error();
+            auto seconds = parse_duration_s(*text);
+            if (!seconds || *seconds < 60) {
+                return src_.error_at(body["refresh"],
+                                     "refresh is a duration of at least a minute: 90m, 24h, 7d");
+            }
+            list.refresh_s = *seconds;
+        }
+        if (body["max_shrink"]) {
+            auto text = src_.get_string(body["max_shrink"], "max_shrink");
+            if (!text) return text.error();
+            std::string t = *text;
+            if (t.ends_with('%')) t.pop_back();
+            char* end = nullptr;
+            long pct = std::strtol(t.c_str(), &end, 10);
+            if (t.empty() || *end != '\0' || pct < 0 || pct > 100) {
+                return src_.error_at(body["max_shrink"], "max_shrink is a percentage: 0-100%");
+            }
+            list.max_shrink_pct = static_cast<int>(pct);
+        }
+        if (body["timeout"]) {
+            auto text = src_.get_string(body["timeout"], "timeout");
+            if (!text) return text.error();
+            auto seconds = parse_duration_s(*text);
+            if (!seconds || *seconds < 1 || *seconds > 3600) {
+                return src_.error_at(body["timeout"], "timeout is a duration: 1s to 1h");
+            }
+            list.timeout_s = static_cast<int>(*seconds);
+        }
+        if (body["ca_file"]) {
+            auto ca = src_.get_string(body["ca_file"], "ca_file");
+            if (!ca) return ca.error();
+            list.ca_file = resolve(*ca);
+            if (!std::filesystem::is_regular_file(list.ca_file)) {
+                return src_.error_at(body["ca_file"],
+                                     "cannot read ca_file \"" + list.ca_file + "\"");
+            }
+        }
+        return std::nullopt;
+    }
+
+    // "90s", "30m", "24h", "7d", or plain seconds.
+    static std::optional<int64_t> parse_duration_s(std::string_view text) {
+        if (text.empty()) return std::nullopt;
+        int64_t unit = 1;
+        switch (text.back()) {
+            case 's':
+                unit = 1;
+                text.remove_suffix(1);
+                break;
+            case 'm':
+                unit = 60;
+                text.remove_suffix(1);
+                break;
+            case 'h':
+                unit = 3600;
+                text.remove_suffix(1);
+                break;
+            case 'd':
+                unit = 86400;
+                text.remove_suffix(1);
+                break;
+            default:
+                break;
+        }
+        if (text.empty() || text.size() > 9) return std::nullopt;
+        int64_t n = 0;
+        for (char c : text) {
+            if (c < '0' || c > '9') return std::nullopt;
+            n = n * 10 + (c - '0');
+        }
+        return n * unit;
     }
 
     Maybe read_rules(const YAML::Node& node) {
@@ -360,6 +471,7 @@ class Loader {
     }
 
     const YamlSource& src_;
+    std::string state_dir_;
     RulesSpec spec_;
 };
 
@@ -370,7 +482,13 @@ std::string Position::to_string() const {
     return base + ":" + std::to_string(line) + ":" + std::to_string(col);
 }
 
-Result<RulesSpec> load_rules_spec(const YamlSource& src) { return Loader(src).load(); }
+Result<RulesSpec> load_rules_spec(const YamlSource& src, const std::string& state_dir) {
+    return Loader(src, state_dir).load();
+}
+
+std::string list_cache_path(const std::string& state_dir, const std::string& name) {
+    return (std::filesystem::path(state_dir) / "lists" / (name + ".list")).string();
+}
 
 Result<RulesSpec> load_rules_spec_file(const std::string& path) {
     auto src = YamlSource::load_file(path);

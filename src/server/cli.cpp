@@ -14,6 +14,7 @@ std::string cli_usage() {
            "                [--log-level debug|info|warn|error] [--version] [--help]\n"
            "       hallpass --check [-c FILE]\n"
            "       hallpass --explain CLIENT_IP URL_OR_HOST:PORT [-c FILE]\n"
+           "       hallpass --update-lists [-c FILE]\n"
            "\n"
            "hallpass is a filtering HTTP/HTTPS forward proxy.\n"
            "\n"
@@ -30,6 +31,8 @@ std::string cli_usage() {
            "      --explain CLIENT_IP URL_OR_HOST:PORT\n"
            "                        say whether a request from CLIENT_IP to the URL (or a\n"
            "                        CONNECT to HOST:PORT) is allowed, and which rule decides\n"
+           "      --update-lists    fetch every list that has a url now, keep the good copies,\n"
+           "                        exit 0 when none failed, 1 when one did\n"
            "      --version         print the version and exit\n"
            "  -h, --help            print this help and exit\n"
            "\n"
@@ -62,6 +65,8 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
             opts.show_version = true;
         } else if (arg == "--check") {
             opts.check = true;
+        } else if (arg == "--update-lists") {
+            opts.update_lists = true;
         } else if (arg == "--explain") {
             if (i + 2 >= argc)
                 return Error{"option --explain needs CLIENT_IP and URL_OR_HOST:PORT"};

@@ -5,16 +5,20 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <optional>
 
 #include "hallpass/base/log.h"
 #include "hallpass/base/net_set.h"
 #include "hallpass/config/config.h"
+#include "hallpass/config/yaml_source.h"
 #include "hallpass/proxy/destination_guard.h"
 #include "hallpass/proxy/worker.h"
+#include "hallpass/rules/list_fetch.h"
 #include "hallpass/rules/rule_store.h"
 #include "hallpass/rules/rules_file.h"
+#include "hallpass/rules/rules_loader.h"
 #include "hallpass/server/cli.h"
 #include "hallpass/server/privileges.h"
 #include "hallpass/server/server.h"
@@ -35,6 +39,51 @@ Result<LoadedRules> load_config(const CliOptions& opts, bool* defaults) {
     LoadedRules none;
     none.rules = RuleSet::allow_all();
     return none;
+}
+
+// Lists by URL of the configuration, as the loader reads them (no list is loaded).
+Result<std::vector<ListSpec>> url_lists(const CliOptions& opts) {
+    std::vector<ListSpec> out;
+    if (!opts.config_given && !std::filesystem::exists(opts.config_path)) return out;
+    auto src = YamlSource::load_file(opts.config_path);
+    if (!src) return src.error();
+    auto server = read_server_config(*src);
+    if (!server) return server.error();
+    auto spec = load_rules_spec(*src, server->state_dir);
+    if (!spec) return spec.error();
+    for (ListSpec& list : spec->lists) {
+        if (!list.url.empty()) out.push_back(std::move(list));
+    }
+    return out;
+}
+
+std::string age_text(int64_t seconds) {
+    if (seconds < 120) return std::to_string(seconds) + " s";
+    if (seconds < 7200) return std::to_string(seconds / 60) + " min";
+    if (seconds < 172800) return std::to_string(seconds / 3600) + " h";
+    return std::to_string(seconds / 86400) + " days";
+}
+
+int run_update_lists(const CliOptions& opts) {
+    auto lists = url_lists(opts);
+    if (!lists) {
+        std::fprintf(stderr, "%s\n", lists.error().to_string().c_str());
+        return 1;
+    }
+    if (lists->empty()) {
+        std::printf("no list has a url: nothing to fetch\n");
+        return 0;
+    }
+    int failed = 0;
+    for (const ListSpec& list : *lists) {
+        const ListFetch f = fetch_list(list);
+        std::printf("%s: %s: %s (%s)\n", list.name.c_str(), outcome_name(f.outcome),
+                    f.message.c_str(), list.url.c_str());
+        if (f.outcome == ListFetch::Outcome::Refused || f.outcome == ListFetch::Outcome::Failed) {
+            ++failed;
+        }
+    }
+    return failed ? 1 : 0;
 }
 
 int run_check(const CliOptions& opts) {
@@ -59,6 +108,21 @@ int run_check(const CliOptions& opts) {
         std::printf("  %s: %zu entries, %zu invalid, %zu unsupported (%s)\n", list.name.c_str(),
                     list.entries, list.invalid, list.unsupported, list.path.c_str());
         for (const std::string& issue : list.issues) std::printf("    %s\n", issue.c_str());
+    }
+    // Lists by URL: where from, and how old the kept copy is.
+    if (auto lists = url_lists(opts)) {
+        const int64_t now = static_cast<int64_t>(std::time(nullptr));
+        for (const ListSpec& list : *lists) {
+            const ListCopy copy = read_list_copy(list);
+            if (copy.exists && copy.fetched_unix > 0) {
+                std::printf("  %s: from %s, copy fetched %s ago (refresh every %s)\n",
+                            list.name.c_str(), list.url.c_str(),
+                            age_text(now - copy.fetched_unix).c_str(),
+                            age_text(list.refresh_s).c_str());
+            } else {
+                std::printf("  %s: from %s, no copy yet\n", list.name.c_str(), list.url.c_str());
+            }
+        }
     }
     // Run as root, say which files the service account could not read on a reload.
     bool fell_back = false;
@@ -235,6 +299,7 @@ int main(int argc, char** argv) {
     }
     set_log_level(opts->log_level);
     if (opts->check) return run_check(*opts);
+    if (opts->update_lists) return run_update_lists(*opts);
     if (opts->explain) return run_explain(*opts);
 
     bool defaults = false;

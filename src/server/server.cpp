@@ -18,14 +18,17 @@
 #include <thread>
 
 #include "hallpass/base/log.h"
+#include "hallpass/config/yaml_source.h"
 #include "hallpass/observe/access_log.h"
 #include "hallpass/observe/admin.h"
 #include "hallpass/observe/stats.h"
 #include "hallpass/proxy/dns.h"
 #include "hallpass/proxy/pipe_pool.h"
 #include "hallpass/proxy/worker.h"
+#include "hallpass/rules/list_updater.h"
 #include "hallpass/rules/reloader.h"
 #include "hallpass/rules/rule_store.h"
+#include "hallpass/rules/rules_loader.h"
 #include "hallpass/server/notify.h"
 
 namespace hallpass {
@@ -330,6 +333,24 @@ int Server::run() {
                                     : "reload failed, the previous rules stay: " + message);
             });
     }
+    // Lists by URL are kept current by their own thread; a good new copy is reloaded like a
+    // SIGHUP (lists added by a later reload are fetched from the next start).
+    std::unique_ptr<ListUpdater> updater;
+    if (reloader) {
+        auto src = YamlSource::load_file(rules_path_);
+        auto spec = src ? load_rules_spec(*src, cfg_.state_dir) : Result<RulesSpec>(src.error());
+        if (spec) {
+            std::vector<ListSpec> by_url;
+            for (ListSpec& list : spec->lists) {
+                if (!list.url.empty()) by_url.push_back(std::move(list));
+            }
+            if (!by_url.empty()) {
+                LOG_INFO("lists by url: %zu, kept in %s", by_url.size(), cfg_.state_dir.c_str());
+                updater = std::make_unique<ListUpdater>(std::move(by_url),
+                                                        [r = reloader.get()] { r->request(); });
+            }
+        }
+    }
     SignalContext ctx{&workers_, base, cfg_.shutdown_grace_ms, reloader.get(), access_log_.get()};
     std::vector<event*> signals;
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
@@ -363,6 +384,7 @@ int Server::run() {
     }
     event_base_dispatch(base);
     watchdog_timer.reset();
+    updater.reset();   // before the reloader it calls
     reloader.reset();  // finishes a reload in progress; no refresh reaches a stopped worker
     for (auto& w : workers_) w->join();
     if (access_log_) {

@@ -1020,11 +1020,11 @@ Nginx::Nginx(const TempDir& dir, NginxOptions options)
     fs::create_directories(root_ / "tmp");
     fs::create_directories(docroot() / "slow");
     if (options_.tls) {
-        RunResult r =
-            run({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
-                 "/CN=site.test", "-addext", "subjectAltName=DNS:site.test", "-days", "1",
-                 "-keyout", (root_ / "key.pem").string(), "-out", (root_ / "cert.pem").string()},
-                30s);
+        RunResult r = run(
+            {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=site.test",
+             "-addext", "subjectAltName=DNS:site.test,IP:127.0.0.1", "-days", "1", "-keyout",
+             (root_ / "key.pem").string(), "-out", (root_ / "cert.pem").string()},
+            30s);
         if (r.exit_code != 0) throw std::runtime_error("openssl req failed: " + r.err);
     }
     for (int attempt = 0; attempt < 5; ++attempt)

@@ -122,6 +122,8 @@ struct ServerConfig {
     // More listeners that serve only the proxy auto-config file (WPAD clients ask
     // http://wpad.DOMAIN/wpad.dat on port 80): ADDR:PORT. Empty: the proxy port serves it.
     std::vector<std::string> pac_listen;
+    // Where hallpass keeps what must survive a restart: the last good copy of each list by URL.
+    std::string state_dir = "/var/lib/hallpass";
     PacConfig pac;  // the top-level `pac:` section
 };
 

@@ -54,6 +54,7 @@ struct ListSummary {
     size_t invalid = 0;
     size_t unsupported = 0;
     std::vector<std::string> issues;  // first few "file:line: reason: text"
+    std::string url;                  // a list by URL: where it is fetched from
 };
 
 class RuleSet {

@@ -27,9 +27,19 @@ struct Position {
 
 struct ListSpec {
     std::string name;
-    std::string path;    // resolved: relative paths are relative to the rules file
+    std::string path;  // what is loaded: the file, or for a url list its kept copy ("" = none yet)
     std::string format;  // auto | plain | hosts | adblock (validated)
     Position pos;
+    // A list by URL (url: given): fetched in the background every `refresh_s` and kept as
+    // `cache_path` in the state directory; `file` (when given too) is used until a copy exists.
+    std::string url;
+    std::string cache_path;
+    std::string file;  // the file: key, resolved ("" = none)
+    int64_t refresh_s = 86'400;
+    int max_shrink_pct =
+        50;  // a new copy with fewer entries than (100 - this) % of the old is refused
+    int timeout_s = 60;
+    std::string ca_file;  // resolved; "" = the system's CAs
 };
 
 struct RuleSpecEntry {
@@ -70,7 +80,11 @@ struct RulesSpec {
 };
 
 // Reads the rule sections of an already parsed file (the server section is config's).
-Result<RulesSpec> load_rules_spec(const YamlSource& src);
+// `state_dir`: where lists by URL keep their copies (server.state_dir).
+Result<RulesSpec> load_rules_spec(const YamlSource& src, const std::string& state_dir = "");
+
+// The kept copy of list `name` in `state_dir`.
+std::string list_cache_path(const std::string& state_dir, const std::string& name);
 
 // Convenience: the whole file from disk.
 Result<RulesSpec> load_rules_spec_file(const std::string& path);

@@ -22,6 +22,7 @@ struct CliOptions {
     bool show_version = false;
     bool check = false;    // --check: validate, print a summary, exit 0 or 1
     bool explain = false;  // --explain CLIENT_IP TARGET
+    bool update_lists = false;  // --update-lists: fetch every list by URL now, exit
     std::string explain_client;
     std::string explain_target;  // URL, or HOST:PORT (a CONNECT)
 };

@@ -1,0 +1,56 @@
+// Keeps lists by URL current: a thread that fetches each list when its copy is older than its
+// refresh interval (at start-up at once when there is no copy), with random jitter so that many
+// boxes do not ask at the same second, and after a failure again with exponential back-off (a
+// minute, doubling, at most the refresh interval). A good new copy is announced through
+// `on_updated` (the server asks its reloader: the same atomic path as SIGHUP).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hallpass/rules/list_fetch.h"
+#include "hallpass/rules/rules_loader.h"
+
+namespace hallpass {
+
+class ListUpdater {
+  public:
+    // `lists`: those with a url (others are ignored).
+    ListUpdater(std::vector<ListSpec> lists, std::function<void()> on_updated);
+    ~ListUpdater();  // stops (a fetch in progress ends within its timeout) and joins
+    ListUpdater(const ListUpdater&) = delete;
+    ListUpdater& operator=(const ListUpdater&) = delete;
+
+    // The last fetch of each list, for the statistics: name, outcome, message, unix time.
+    struct Status {
+        std::string name;
+        std::string url;
+        ListFetch::Outcome outcome = ListFetch::Outcome::Failed;
+        std::string message;  // "" before the first fetch
+        int64_t at_unix = 0;
+        int failures = 0;  // in a row
+    };
+    std::vector<Status> status() const;
+
+  private:
+    void run();
+
+    struct Entry {
+        ListSpec spec;
+        int64_t due_unix = 0;
+        Status status;
+    };
+    std::vector<Entry> lists_;
+    std::function<void()> on_updated_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    std::thread thread_;
+};
+
+}  // namespace hallpass
