@@ -391,6 +391,9 @@ StatsSnapshot Stats::snapshot() const {
         out.last_reload_ok = last_reload_ok_;
         out.last_reload_message = last_reload_message_;
     }
+    if (lists_source_) {
+        out.lists = lists_source_();
+    }
 
     std::vector<const SpaceSaving*> hosts, blocked_hosts, clients;
     std::vector<std::vector<MinutePoint>> minutes;
@@ -554,6 +557,25 @@ std::string render_prometheus(const StatsSnapshot& s) {
     m.sample("hallpass_last_reload_success",
              s.last_reload_unix_ms == 0 || s.last_reload_ok ? "1" : "0");
 
+    m.family("hallpass_list_entries", "gauge", "Names each list of the rules in force holds.");
+    for (const auto& l : s.lists)
+        m.sample("hallpass_list_entries", "list", l.name, number(l.entries));
+    m.family("hallpass_list_copy_age_seconds", "gauge",
+             "Lists by URL: age of the kept copy (absent: no copy yet).");
+    for (const auto& l : s.lists) {
+        if (!l.url.empty() && l.copy_age_s >= 0)
+            m.sample("hallpass_list_copy_age_seconds", "list", l.name, number(l.copy_age_s));
+    }
+    m.family("hallpass_list_last_fetch_success", "gauge",
+             "Lists by URL: 1 when the last fetch was updated or not modified, 0 when refused or "
+             "failed (absent: none yet).");
+    for (const auto& l : s.lists) {
+        if (!l.last_fetch.empty()) {
+            const bool ok = l.last_fetch == "updated" || l.last_fetch == "not modified";
+            m.sample("hallpass_list_last_fetch_success", "list", l.name, ok ? "1" : "0");
+        }
+    }
+
     m.family("hallpass_rule_hits_total", "counter",
              "Requests decided, by rule (\"default\": no rule matched).");
     for (const auto& [rule, n] : s.rule_hits)
@@ -650,7 +672,22 @@ std::string render_stats_json(const StatsSnapshot& s) {
            ",\"last_unix_ms\":" + number(s.last_reload_unix_ms) +
            ",\"last_ok\":" + (s.last_reload_ok ? "true" : "false") + ",\"last_message\":";
     json_string(out, s.last_reload_message);
-    out += "},\"latency\":{\"bounds_ms\":[";
+    out += "},\"lists\":[";
+    for (size_t i = 0; i < s.lists.size(); ++i) {
+        const auto& l = s.lists[i];
+        if (i) out += ',';
+        out += "{\"name\":";
+        json_string(out, l.name);
+        out += ",\"url\":";
+        json_string(out, l.url);
+        out += ",\"entries\":" + number(l.entries) + ",\"copy_age_s\":" + number(l.copy_age_s) +
+               ",\"last_fetch\":";
+        json_string(out, l.last_fetch);
+        out += ",\"last_fetch_message\":";
+        json_string(out, l.last_fetch_message);
+        out += ",\"last_fetch_unix\":" + number(l.last_fetch_unix) + "}";
+    }
+    out += "],\"latency\":{\"bounds_ms\":[";
     for (size_t i = 0; i < kLatencyBoundsMs.size(); ++i) {
         if (i) out += ',';
         out += number(kLatencyBoundsMs[i]);

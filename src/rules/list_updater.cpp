@@ -34,6 +34,7 @@ ListUpdater::ListUpdater(std::vector<ListSpec> lists, std::function<void()> on_u
         // No copy: now. A copy: when it is refresh old (an old copy at once).
         e.due_unix = copy.exists ? copy.fetched_unix + jittered(spec.refresh_s, rng) : now;
         e.status.name = spec.name;
+        e.status.copy_unix = copy.exists ? copy.fetched_unix : 0;
         e.status.url = spec.url;
         e.spec = std::move(spec);
         lists_.push_back(std::move(e));
@@ -81,6 +82,7 @@ void ListUpdater::run() {
                         f.outcome == ListFetch::Outcome::NotModified;
         if (ok) {
             s.failures = 0;
+            s.copy_unix = s.at_unix;
             next->due_unix = s.at_unix + jittered(spec.refresh_s, rng);
         } else {
             ++s.failures;

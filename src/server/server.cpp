@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <thread>
 
 #include "hallpass/base/log.h"
@@ -27,6 +28,7 @@
 #include "hallpass/proxy/worker.h"
 #include "hallpass/rules/list_updater.h"
 #include "hallpass/rules/reloader.h"
+#include "hallpass/rules/rule_set.h"
 #include "hallpass/rules/rule_store.h"
 #include "hallpass/rules/rules_loader.h"
 #include "hallpass/server/notify.h"
@@ -205,6 +207,30 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     s->stats_ = std::make_unique<Stats>(std::move(stats_options));
     s->shared_->sinks.push_back(s->stats_.get());
     s->shared_->stats = s->stats_.get();
+    // The lists of the rules in force, and for lists by URL their copies and last fetches.
+    Server* self = s.get();
+    s->stats_->set_lists_source([self] {
+        std::vector<StatsSnapshot::List> out;
+        const auto rules = self->rules_->current();
+        std::vector<ListUpdater::Status> fetches;
+        if (ListUpdater* u = self->list_updater_.load()) fetches = u->status();
+        const int64_t now = static_cast<int64_t>(std::time(nullptr));
+        for (const ListSummary& summary : rules->lists()) {
+            StatsSnapshot::List l;
+            l.name = summary.name;
+            l.url = summary.url;
+            l.entries = summary.entries;
+            for (const ListUpdater::Status& f : fetches) {
+                if (f.name != summary.name) continue;
+                if (f.copy_unix > 0) l.copy_age_s = now - f.copy_unix;
+                if (f.at_unix > 0) l.last_fetch = outcome_name(f.outcome);
+                l.last_fetch_message = f.message;
+                l.last_fetch_unix = f.at_unix;
+            }
+            out.push_back(std::move(l));
+        }
+        return out;
+    });
 
     if (s->cfg_.access_log.enabled()) {
         AccessLog::Options options;
@@ -348,6 +374,7 @@ int Server::run() {
                 LOG_INFO("lists by url: %zu, kept in %s", by_url.size(), cfg_.state_dir.c_str());
                 updater = std::make_unique<ListUpdater>(std::move(by_url),
                                                         [r = reloader.get()] { r->request(); });
+                list_updater_.store(updater.get());
             }
         }
     }
@@ -384,6 +411,8 @@ int Server::run() {
     }
     event_base_dispatch(base);
     watchdog_timer.reset();
+    admin_.reset();  // its statistics read the list updater
+    list_updater_.store(nullptr);
     updater.reset();   // before the reloader it calls
     reloader.reset();  // finishes a reload in progress; no refresh reaches a stopped worker
     for (auto& w : workers_) w->join();

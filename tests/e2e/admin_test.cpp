@@ -539,3 +539,50 @@ TEST_CASE("admin: one head at a time, bounded in size and in time (no slowloris)
         CHECK(took < 15s);
     }
 }
+
+TEST_CASE("admin: every list with its entries; a list by URL with its copy age and last download") {
+    TempDir dir;
+    Nginx origin(dir);
+    std::string list = "# ads\n";
+    for (int i = 0; i < 12; ++i) list += "ad" + std::to_string(i) + ".example\n";
+    origin.put("ads.txt", list);
+    write_file(dir / "local.txt", "local.example\nother.example\n");
+    HallpassOptions o;
+    o.admin = "127.0.0.1:0";
+    o.server_yaml = "state_dir: \"" + (dir / "state").string() + "\"";
+    o.rules_yaml = "lists:\n  ads: { url: \"" + origin.url("/ads.txt") +
+                   "\", refresh: 1h }\n  local: { file: local.txt }\n"
+                   "  gone: { url: \"http://127.0.0.1:9/gone.txt\" }\n"
+                   "rules:\n  - {name: lists, action: block, lists: [ads, local, gone]}\n";
+    Hallpass proxy(dir, o);
+    REQUIRE(proxy.wait_for_log("reload ok", 15s));
+    REQUIRE(proxy.wait_for_log("list gone: fetching", 15s));
+
+    const std::string metrics = admin_get(proxy.admin_port(), "/metrics");
+    CHECK(contains(metrics, "hallpass_list_entries{list=\"ads\"} 12"));
+    CHECK(contains(metrics, "hallpass_list_entries{list=\"local\"} 2"));
+    CHECK(contains(metrics, "hallpass_list_entries{list=\"gone\"} 0"));
+    CHECK(contains(metrics, "hallpass_list_copy_age_seconds{list=\"ads\"} "));
+    CHECK_FALSE(contains(metrics, "hallpass_list_copy_age_seconds{list=\"gone\"}"));
+    CHECK(contains(metrics, "hallpass_list_last_fetch_success{list=\"ads\"} 1"));
+    CHECK(contains(metrics, "hallpass_list_last_fetch_success{list=\"gone\"} 0"));
+
+    const std::string json = admin_get(proxy.admin_port(), "/stats.json");
+    CHECK(contains(json, "{\"name\":\"ads\",\"url\":\"" + origin.url("/ads.txt") +
+                             "\",\"entries\":12,\"copy_age_s\":"));
+    CHECK(contains(json, "\"last_fetch\":\"updated\",\"last_fetch_message\":\"12 entries\""));
+    CHECK(contains(json, "{\"name\":\"local\",\"url\":\"\",\"entries\":2,\"copy_age_s\":-1"));
+    CHECK(contains(json, "{\"name\":\"gone\""));
+    CHECK(contains(json, "\"last_fetch\":\"failed\""));
+
+    if (!fs::exists(kChromium)) FAIL("chromium is not installed (scripts/test installs it)");
+    auto dom = chromium(dir, {"--dump-dom"},
+                        "http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/");
+    INFO(dom.out.substr(0, 3000));
+    CHECK(contains(dom.out, "ads: 12 names from " + origin.url("/ads.txt") + "; copy "));
+    CHECK(contains(dom.out, "last download updated (12 entries)"));
+    CHECK(contains(dom.out, "local: 2 names</li>"));
+    CHECK(contains(dom.out,
+                   "class=\"bad\">gone: 0 names from http://127.0.0.1:9/gone.txt; copy not "
+                   "fetched yet; last download failed"));
+}

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -136,6 +137,18 @@ struct StatsSnapshot {
     bool last_reload_ok = false;
     std::string last_reload_message;
 
+    // Every list of the rules in force, and for a list by URL its kept copy and last fetch.
+    struct List {
+        std::string name;
+        std::string url;  // "" for a list read from a file
+        uint64_t entries = 0;
+        int64_t copy_age_s = -1;  // URL lists: age of the kept copy; -1: none yet
+        std::string last_fetch;   // "updated", "not modified", "refused", "failed"; "" none yet
+        std::string last_fetch_message;
+        int64_t last_fetch_unix = 0;
+    };
+    std::vector<List> lists;
+
     std::array<uint64_t, kLatencyBuckets> latency_buckets{};  // per bucket, not cumulative
     double latency_sum_s = 0;
     uint64_t latency_count = 0;
@@ -192,6 +205,12 @@ class Stats : public TransactionSink {
     // Any thread (the reload thread): the result of a rules reload.
     void note_reload(bool ok, const std::string& message);
 
+    // Where snapshot() gets the lists from (the server: the rules in force and the list
+    // updater). Set before the admin endpoint starts; called on the admin's thread.
+    void set_lists_source(std::function<std::vector<StatsSnapshot::List>()> source) {
+        lists_source_ = std::move(source);
+    }
+
     // Any thread: the sum over the workers now.
     StatsSnapshot snapshot() const;
 
@@ -208,6 +227,7 @@ class Stats : public TransactionSink {
     int64_t last_reload_unix_ms_ = 0;
     bool last_reload_ok_ = false;
     std::string last_reload_message_;
+    std::function<std::vector<StatsSnapshot::List>()> lists_source_;
 };
 
 // Rendering, pure: the Prometheus text exposition format 0.0.4 and the JSON of /stats.json.

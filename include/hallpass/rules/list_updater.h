@@ -34,6 +34,7 @@ class ListUpdater {
         std::string message;  // "" before the first fetch
         int64_t at_unix = 0;
         int failures = 0;  // in a row
+        int64_t copy_unix = 0;  // when the kept copy was last confirmed (0: no copy)
     };
     std::vector<Status> status() const;
 

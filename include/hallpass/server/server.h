@@ -4,6 +4,7 @@
 // process exit code.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 namespace hallpass {
 
 class AccessLog;
+class ListUpdater;
 class AdminServer;
 class Stats;
 class Worker;
@@ -52,6 +54,8 @@ class Server {
     std::unique_ptr<AdminServer> admin_;
     std::vector<std::string> bound_;
     std::vector<std::string> pac_bound_;  // server.pac_listen, as bound
+    // Lists by URL, while run() runs (the statistics read it from the admin's thread).
+    std::atomic<ListUpdater*> list_updater_{nullptr};
 };
 
 }  // namespace hallpass
