@@ -23,26 +23,52 @@ int64_t jittered(int64_t seconds, std::mt19937_64& rng) {
 
 }  // namespace
 
-ListUpdater::ListUpdater(std::vector<ListSpec> lists, std::function<void()> on_updated)
-    : on_updated_(std::move(on_updated)) {
-    std::mt19937_64 rng(std::random_device{}());
-    const int64_t now = now_unix();
-    for (ListSpec& spec : lists) {
-        if (spec.url.empty()) continue;
-        Entry e;
-        const ListCopy copy = read_list_copy(spec);
-        // No copy: now. A copy: when it is refresh old (an old copy at once).
-        e.due_unix = copy.exists ? copy.fetched_unix + jittered(spec.refresh_s, rng) : now;
-        e.status.name = spec.name;
-        e.status.copy_unix = copy.exists ? copy.fetched_unix : 0;
-        e.status.url = spec.url;
-        e.spec = std::move(spec);
-        lists_.push_back(std::move(e));
-    }
-    if (!lists_.empty()) thread_ = std::thread([this] { run(); });
+ListUpdater::Entry ListUpdater::make_entry(ListSpec spec) {
+    static thread_local std::mt19937_64 rng(std::random_device{}());
+    Entry e;
+    const ListCopy copy = read_list_copy(spec);
+    // No copy: now. A copy: when it is refresh old (an old copy at once).
+    e.due_unix = copy.exists ? copy.fetched_unix + jittered(spec.refresh_s, rng) : now_unix();
+    e.status.name = spec.name;
+    e.status.url = spec.url;
+    e.status.copy_unix = copy.exists ? copy.fetched_unix : 0;
+    e.spec = std::move(spec);
+    return e;
 }
 
-ListUpdater::~ListUpdater() {
+ListUpdater::ListUpdater(std::vector<ListSpec> lists, std::function<void()> on_updated)
+    : on_updated_(std::move(on_updated)) {
+    for (ListSpec& spec : lists) {
+        if (!spec.url.empty()) lists_.push_back(make_entry(std::move(spec)));
+    }
+    thread_ = std::thread([this] { run(); });
+}
+
+void ListUpdater::set_lists(std::vector<ListSpec> lists) {
+    {
+        std::lock_guard lock(mu_);
+        std::vector<Entry> next;
+        for (ListSpec& spec : lists) {
+            if (spec.url.empty()) continue;
+            auto old = std::find_if(lists_.begin(), lists_.end(),
+                                    [&](const Entry& e) { return e.spec.name == spec.name; });
+            if (old != lists_.end() && old->spec.url == spec.url) {
+                Entry kept = *old;
+                kept.spec = std::move(spec);
+                next.push_back(std::move(kept));
+            } else {
+                next.push_back(make_entry(std::move(spec)));
+            }
+        }
+        lists_ = std::move(next);
+        ++generation_;
+    }
+    cv_.notify_all();
+}
+
+ListUpdater::~ListUpdater() { stop(); }
+
+void ListUpdater::stop() {
     {
         std::lock_guard lock(mu_);
         stop_ = true;
@@ -62,18 +88,37 @@ void ListUpdater::run() {
     std::mt19937_64 rng(std::random_device{}());
     std::unique_lock lock(mu_);
     while (!stop_) {
+        const uint64_t seen = generation_;
+        if (lists_.empty()) {
+            cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+            continue;
+        }
         auto next = std::min_element(
             lists_.begin(), lists_.end(),
             [](const Entry& a, const Entry& b) { return a.due_unix < b.due_unix; });
         const int64_t wait = next->due_unix - now_unix();
         if (wait > 0) {
-            cv_.wait_for(lock, std::chrono::seconds(wait), [this] { return stop_; });
+            cv_.wait_for(lock, std::chrono::seconds(wait),
+                         [&] { return stop_ || generation_ != seen; });
             continue;
         }
         ListSpec spec = next->spec;
         lock.unlock();
         const ListFetch f = fetch_list(spec);
         lock.lock();
+        if (generation_ != seen) {
+            // The lists changed meanwhile: find this one again (it may be gone).
+            next = std::find_if(lists_.begin(), lists_.end(),
+                                [&](const Entry& e) { return e.spec.name == spec.name; });
+            if (next == lists_.end() || next->spec.url != spec.url) {
+                if (f.outcome == ListFetch::Outcome::Updated) {
+                    lock.unlock();
+                    on_updated_();
+                    lock.lock();
+                }
+                continue;
+            }
+        }
         Status& s = next->status;
         s.outcome = f.outcome;
         s.message = f.message;

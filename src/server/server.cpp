@@ -340,6 +340,18 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     return s;
 }
 
+std::vector<ListSpec> Server::url_lists() const {
+    std::vector<ListSpec> out;
+    auto src = YamlSource::load_file(rules_path_);
+    if (!src) return out;
+    auto spec = load_rules_spec(*src, cfg_.state_dir);
+    if (!spec) return out;
+    for (ListSpec& list : spec->lists) {
+        if (!list.url.empty()) out.push_back(std::move(list));
+    }
+    return out;
+}
+
 int Server::run() {
     event_base* base = event_base_new();
     if (!base) {
@@ -352,6 +364,8 @@ int Server::run() {
             rules_path_, *rules_,
             [this] {
                 for (auto& w : workers_) w->request_rules_refresh();
+                // Lists by URL that the reload added, changed or dropped.
+                if (ListUpdater* u = list_updater_.load()) u->set_lists(url_lists());
             },
             [this](bool ok, const std::string& message) {
                 stats_->note_reload(ok, message);
@@ -360,23 +374,16 @@ int Server::run() {
             });
     }
     // Lists by URL are kept current by their own thread; a good new copy is reloaded like a
-    // SIGHUP (lists added by a later reload are fetched from the next start).
+    // SIGHUP, and each reload tells the thread which lists the file names now.
     std::unique_ptr<ListUpdater> updater;
     if (reloader) {
-        auto src = YamlSource::load_file(rules_path_);
-        auto spec = src ? load_rules_spec(*src, cfg_.state_dir) : Result<RulesSpec>(src.error());
-        if (spec) {
-            std::vector<ListSpec> by_url;
-            for (ListSpec& list : spec->lists) {
-                if (!list.url.empty()) by_url.push_back(std::move(list));
-            }
-            if (!by_url.empty()) {
-                LOG_INFO("lists by url: %zu, kept in %s", by_url.size(), cfg_.state_dir.c_str());
-                updater = std::make_unique<ListUpdater>(std::move(by_url),
-                                                        [r = reloader.get()] { r->request(); });
-                list_updater_.store(updater.get());
-            }
+        std::vector<ListSpec> by_url = url_lists();
+        if (!by_url.empty()) {
+            LOG_INFO("lists by url: %zu, kept in %s", by_url.size(), cfg_.state_dir.c_str());
         }
+        updater = std::make_unique<ListUpdater>(std::move(by_url),
+                                                [r = reloader.get()] { r->request(); });
+        list_updater_.store(updater.get());
     }
     SignalContext ctx{&workers_, base, cfg_.shutdown_grace_ms, reloader.get(), access_log_.get()};
     std::vector<event*> signals;
@@ -412,9 +419,10 @@ int Server::run() {
     event_base_dispatch(base);
     watchdog_timer.reset();
     admin_.reset();  // its statistics read the list updater
+    if (updater) updater->stop();  // no more reloads asked by it, then none running that
+    reloader.reset();  // would tell it the new lists; no refresh reaches a stopped worker
     list_updater_.store(nullptr);
-    updater.reset();   // before the reloader it calls
-    reloader.reset();  // finishes a reload in progress; no refresh reaches a stopped worker
+    updater.reset();
     for (auto& w : workers_) w->join();
     if (access_log_) {
         access_log_->stop();  // every worker has stopped: this writes their last lines

@@ -206,3 +206,19 @@ TEST_CASE("list by url: bad keys are config errors with their position") {
         CHECK_MESSAGE(contains(r.err, message), r.err);
     }
 }
+
+TEST_CASE("list by url: a list added by a reload is fetched at once, one removed is no more") {
+    Setup s;
+    Nginx origin(s.dir);
+    origin.put("ads.txt", names(20));
+    HallpassOptions o = s.options(origin.url("/ads.txt"));
+    const std::string with_list = o.rules_yaml;
+    o.rules_yaml = "rules: []\n";
+    Hallpass proxy(s.dir, o);
+    CHECK(status_of(proxy, "ad1.example") != 403);
+    proxy.write_rules(with_list);
+    proxy.reload();
+    REQUIRE_MESSAGE(proxy.wait_for_log("list ads: fetched", 15s), proxy.stderr_text());
+    REQUIRE(proxy.wait_for_log_count("reload ok", 2, 15s));
+    CHECK(status_of(proxy, "ad1.example") == 403);
+}

@@ -20,9 +20,17 @@ namespace hallpass {
 
 class ListUpdater {
   public:
-    // `lists`: those with a url (others are ignored).
+    // `lists`: those with a url (others are ignored). The thread runs even without any, so that
+    // a reload that adds one (set_lists) is served.
     ListUpdater(std::vector<ListSpec> lists, std::function<void()> on_updated);
-    ~ListUpdater();  // stops (a fetch in progress ends within its timeout) and joins
+    // The lists of a reloaded configuration: a list kept by name keeps its schedule and status
+    // (its settings are the new ones), a new one is fetched at once when it has no copy, a
+    // removed one is no longer fetched. Any thread.
+    void set_lists(std::vector<ListSpec> lists);
+    ~ListUpdater();  // stop()
+    // Stops the thread (a fetch in progress ends within its timeout) and joins it: on_updated is
+    // not called after this returns. set_lists and status stay safe to call.
+    void stop();
     ListUpdater(const ListUpdater&) = delete;
     ListUpdater& operator=(const ListUpdater&) = delete;
 
@@ -40,12 +48,15 @@ class ListUpdater {
 
   private:
     void run();
+    struct Entry;
+    Entry make_entry(ListSpec spec);
 
     struct Entry {
         ListSpec spec;
         int64_t due_unix = 0;
         Status status;
     };
+    uint64_t generation_ = 0;  // bumped by set_lists: a fetch in flight for a dropped list is moot
     std::vector<Entry> lists_;
     std::function<void()> on_updated_;
     mutable std::mutex mu_;

@@ -15,6 +15,7 @@ namespace hallpass {
 
 class AccessLog;
 class ListUpdater;
+struct ListSpec;
 class AdminServer;
 class Stats;
 class Worker;
@@ -43,6 +44,7 @@ class Server {
     struct Signals;  // the main loop's signal events (server.cpp)
 
   private:
+    std::vector<ListSpec> url_lists() const;  // of the rules file, as it is now
     Server() = default;
     ServerConfig cfg_;
     std::unique_ptr<SharedState> shared_;
