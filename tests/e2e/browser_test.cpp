@@ -203,3 +203,61 @@ TEST_CASE("browser: a blocked page in Chromium is hallpass's block page naming t
     CHECK(r.exit_code == 0);
     CHECK(is_png(read_file(shot)));
 }
+
+// Over HTTPS the browser shows its own error page: hallpass refused the CONNECT (403) without
+// decrypting anything. Headless Chromium alone renders no error page (--dump-dom prints nothing,
+// --screenshot writes nothing), so it is driven through chromedriver (Debian's chromium-driver,
+// with python3-selenium), which loads chrome-error:// like a visible window does.
+TEST_CASE(
+    "browser: a blocked HTTPS site in Chromium is its own error page, "
+    "ERR_TUNNEL_CONNECTION_FAILED") {
+    if (!fs::exists("/usr/bin/chromedriver") ||
+        run({"/usr/bin/python3", "-c", "import selenium"}, 20s).exit_code != 0) {
+        FAIL("chromium-driver and python3-selenium are needed (scripts/test installs them)");
+    }
+    TempDir dir;
+    NginxOptions no;
+    no.tls = true;
+    Nginx origin(dir, no);
+    fill_site(origin);
+    HallpassOptions opts;
+    opts.server_yaml = "connect_ports: [443, " + std::to_string(origin.tls_port()) + "]";
+    opts.rules_yaml = "rules:\n  - {name: no-site, action: block, domains: [site.test]}\n";
+    Hallpass proxy(dir, opts);
+    const std::string url =
+        "https://site.test:" + std::to_string(origin.tls_port()) + "/b/index.html";
+    const fs::path shot = artifacts_dir() / "blocked_https_chromium.png";
+    fs::remove(shot);
+    const std::string py =
+        "import sys\n"
+        "from selenium import webdriver\n"
+        "from selenium.webdriver.chrome.service import Service\n"
+        "o = webdriver.ChromeOptions()\n"
+        "for a in ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',\n"
+        "          '--window-size=1000,600', '--proxy-server=127.0.0.1:' + sys.argv[1],\n"
+        "          '--user-data-dir=' + sys.argv[4]]:\n"
+        "    o.add_argument(a)\n"
+        "d = webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=o)\n"
+        "try:\n"
+        "    try:\n"
+        "        d.get(sys.argv[2])\n"
+        "    except Exception as e:\n"
+        "        print('navigation:', type(e).__name__)\n"
+        "    print('ERROR-CODE' if 'ERR_TUNNEL_CONNECTION_FAILED' in d.page_source else "
+        "'NO-CODE')\n"
+        "    print('PAGE' if 'hallpass browser test' in d.page_source else 'NO-PAGE')\n"
+        "    d.save_screenshot(sys.argv[3])\n"
+        "finally:\n"
+        "    d.quit()\n";
+    auto r = run(
+        {"env", "HOME=" + dir.path().string(), "/usr/bin/python3", "-c", py,
+         std::to_string(proxy.port()), url, shot.string(), (dir / "chromedriver-profile").string()},
+        90s, /*own_process_group=*/true);
+    INFO(r.out << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0));
+    CHECK(r.exit_code == 0);
+    CHECK(contains(r.out, "ERROR-CODE"));
+    CHECK(contains(r.out, "NO-PAGE"));
+    CHECK(is_png(read_file(shot)));
+    CHECK(!lines_with(proxy.stderr_text(), "blocked site.test:").empty());
+    CHECK(origin.accesses().empty());
+}
