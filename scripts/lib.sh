@@ -5,9 +5,11 @@ BUILD_PACKAGES=(g++ meson ninja-build pkg-config libevent-dev libyaml-cpp-dev li
                 libidn2-dev doctest-dev libxxhash-dev python3 libsystemd-dev libcurl4-openssl-dev)
 # scdoc: the man pages; systemd: systemd-analyze; man-db: man --warnings (service_test);
 # python3-pacparser: a real PAC engine (pac_test); chromium-driver, python3-selenium: Chromium's
-# own error page for a refused tunnel (browser_test).
+# own error page for a refused tunnel; firefox-esr, libfirefox-marionette-perl: Firefox's
+# (browser_test).
 TEST_PACKAGES=(curl nginx libnginx-mod-http-echo openssl chromium goaccess scdoc systemd man-db
-               python3-pacparser chromium-driver python3-selenium)
+               python3-pacparser chromium-driver python3-selenium firefox-esr
+               libfirefox-marionette-perl)
 # scripts/fuzz: clang, and libFuzzer's runtime (Debian ships it with compiler-rt).
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 

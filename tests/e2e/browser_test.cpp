@@ -261,3 +261,50 @@ TEST_CASE(
     CHECK(!lines_with(proxy.stderr_text(), "blocked site.test:").empty());
     CHECK(origin.accesses().empty());
 }
+
+// The same in Firefox (Debian's firefox-esr, driven over Marionette by libfirefox-marionette-perl),
+// configured only with hallpass's PAC URL: Firefox fetches /proxy.pac, asks hallpass for the
+// tunnel, and shows its own "proxy server is refusing connections" page.
+TEST_CASE(
+    "browser: a blocked HTTPS site in Firefox, configured by the PAC file, is its own error page") {
+    if (!fs::exists("/usr/bin/firefox-esr") ||
+        run({"perl", "-MFirefox::Marionette", "-e", "1"}, 20s).exit_code != 0) {
+        FAIL("firefox-esr and libfirefox-marionette-perl are needed (scripts/test installs them)");
+    }
+    TempDir dir;
+    NginxOptions no;
+    no.tls = true;
+    Nginx origin(dir, no);
+    fill_site(origin);
+    HallpassOptions opts;
+    opts.server_yaml = "connect_ports: [443, " + std::to_string(origin.tls_port()) + "]";
+    opts.rules_yaml = "rules:\n  - {name: no-site, action: block, domains: [site.test]}\n";
+    Hallpass proxy(dir, opts);
+    const std::string url =
+        "https://site.test:" + std::to_string(origin.tls_port()) + "/b/index.html";
+    const std::string pac = "http://127.0.0.1:" + std::to_string(proxy.port()) + "/proxy.pac";
+    const fs::path shot = artifacts_dir() / "blocked_https_firefox.png";
+    fs::remove(shot);
+    const std::string pl =
+        "use strict; use warnings; use URI; use Firefox::Marionette; use "
+        "Firefox::Marionette::Proxy;\n"
+        "my ($pac, $url, $shot) = @ARGV;\n"
+        "my $f = Firefox::Marionette->new(width => 1000, height => 600, capabilities =>\n"
+        "  Firefox::Marionette::Capabilities->new(proxy =>\n"
+        "    Firefox::Marionette::Proxy->new(pac => URI->new($pac))));\n"
+        "my $error = '';\n"
+        "eval { $f->go($url); 1 } or $error = \"$@\";\n"
+        "print(($error =~ /about:neterror\\?e=(\\w+)/) ? \"NETERROR $1\\n\" : \"LOADED\\n\");\n"
+        "open my $fh, '>', $shot or die; binmode $fh; print $fh $f->selfie(raw => 1); close $fh;\n"
+        "$f->quit;\n";
+    auto r = run({"env", "HOME=" + dir.path().string(), "perl", "-e", pl, pac, url, shot.string()},
+                 120s, /*own_process_group=*/true);
+    INFO(r.out << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0));
+    CHECK(r.exit_code == 0);
+    CHECK(contains(r.out, "NETERROR proxyConnectFailure"));
+    CHECK(is_png(read_file(shot)));
+    const std::string log = proxy.stderr_text();
+    CHECK_MESSAGE(!lines_with(log, "GET /proxy.pac").empty(), "Firefox never fetched the PAC file");
+    CHECK(!lines_with(log, "blocked site.test:").empty());
+    CHECK(origin.accesses().empty());
+}
