@@ -38,26 +38,28 @@ Row int_row(std::string_view name, T ServerConfig::*member, int64_t min, int64_t
                }};
 }
 
-// true/false (also yes/no, on/off: YAML 1.1 spellings people write) into `member`.
+// true/false (also yes/no, on/off: YAML 1.1 spellings people write), case-insensitive.
+std::optional<Error> read_bool(const YamlSource& src, const YAML::Node& node, std::string_view name,
+                               bool* out) {
+    auto text = src.get_string(node, name);
+    if (!text) return text.error();
+    std::string v = *text;
+    for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (v == "true" || v == "yes" || v == "on") {
+        *out = true;
+    } else if (v == "false" || v == "no" || v == "off") {
+        *out = false;
+    } else {
+        return src.error_at(
+            node, "\"" + std::string(name) + "\" must be true or false, got \"" + *text + "\"");
+    }
+    return std::nullopt;
+}
+
 Row bool_row(std::string_view name, bool ServerConfig::*member) {
     return Row{name,
-               [name, member](const YamlSource& src, const YAML::Node& node,
-                              ServerConfig& cfg) -> std::optional<Error> {
-                   auto text = src.get_string(node, name);
-                   if (!text) return text.error();
-                   std::string v = *text;
-                   for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-                   if (v == "true" || v == "yes" || v == "on") {
-                       cfg.*member = true;
-                   } else if (v == "false" || v == "no" || v == "off") {
-                       cfg.*member = false;
-                   } else {
-                       return src.error_at(node, "\"" + std::string(name) +
-                                                     "\" must be true or false, got \"" + *text +
-                                                     "\"");
-                   }
-                   return std::nullopt;
-               }};
+               [name, member](const YamlSource& src, const YAML::Node& node, ServerConfig& cfg)
+                   -> std::optional<Error> { return read_bool(src, node, name, &(cfg.*member)); }};
 }
 
 std::optional<Error> set_listen(const YamlSource& src, const YAML::Node& node, ServerConfig& cfg) {
@@ -340,16 +342,7 @@ std::optional<Error> read_pac(const YamlSource& src, const YAML::Node& pac, PacC
         }
     }
     if (const YAML::Node n = pac["fallback_direct"]) {
-        auto text = src.get_string(n, "fallback_direct");
-        if (!text) return text.error();
-        if (*text == "true" || *text == "yes" || *text == "on") {
-            out.fallback_direct = true;
-        } else if (*text == "false" || *text == "no" || *text == "off") {
-            out.fallback_direct = false;
-        } else {
-            return src.error_at(n,
-                                "\"fallback_direct\" must be true or false, got \"" + *text + "\"");
-        }
+        if (auto err = read_bool(src, n, "fallback_direct", &out.fallback_direct)) return err;
     }
     return std::nullopt;
 }

@@ -679,7 +679,7 @@ std::string Connection::pac_proxy_address() {
 void Connection::serve_pac() {
     x_.txn.kind = Transaction::Kind::Local;
     const bool is_head = x_.req.method == "HEAD";
-    if (!is_pac_request() || x_.req.target.front() != '/') {
+    if (!is_pac_request()) {
         reply_error(404,
                     "this address serves only the proxy auto-config file: /proxy.pac, /wpad.dat",
                     true);

@@ -45,4 +45,23 @@ Result<LoadedRules> load_rules_file(const std::string& path, const RuleSet* prev
     return out;
 }
 
+Result<std::vector<ListSpec>> load_url_lists(const std::string& path,
+                                             const std::string& state_dir) {
+    auto src = YamlSource::load_file(path);
+    if (!src) return src.error();
+    std::string dir = state_dir;
+    if (dir.empty()) {
+        auto server = read_server_config(*src);
+        if (!server) return server.error();
+        dir = server->state_dir;
+    }
+    auto spec = load_rules_spec(*src, dir);
+    if (!spec) return spec.error();
+    std::vector<ListSpec> out;
+    for (ListSpec& list : spec->lists) {
+        if (!list.url.empty()) out.push_back(std::move(list));
+    }
+    return out;
+}
+
 }  // namespace hallpass

@@ -12,7 +12,6 @@
 #include "hallpass/base/log.h"
 #include "hallpass/base/net_set.h"
 #include "hallpass/config/config.h"
-#include "hallpass/config/yaml_source.h"
 #include "hallpass/proxy/destination_guard.h"
 #include "hallpass/proxy/worker.h"
 #include "hallpass/rules/list_fetch.h"
@@ -43,18 +42,10 @@ Result<LoadedRules> load_config(const CliOptions& opts, bool* defaults) {
 
 // Lists by URL of the configuration, as the loader reads them (no list is loaded).
 Result<std::vector<ListSpec>> url_lists(const CliOptions& opts) {
-    std::vector<ListSpec> out;
-    if (!opts.config_given && !std::filesystem::exists(opts.config_path)) return out;
-    auto src = YamlSource::load_file(opts.config_path);
-    if (!src) return src.error();
-    auto server = read_server_config(*src);
-    if (!server) return server.error();
-    auto spec = load_rules_spec(*src, server->state_dir);
-    if (!spec) return spec.error();
-    for (ListSpec& list : spec->lists) {
-        if (!list.url.empty()) out.push_back(std::move(list));
+    if (!opts.config_given && !std::filesystem::exists(opts.config_path)) {
+        return std::vector<ListSpec>();
     }
-    return out;
+    return load_url_lists(opts.config_path);
 }
 
 std::string age_text(int64_t seconds) {

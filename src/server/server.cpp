@@ -16,10 +16,10 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <thread>
 
 #include "hallpass/base/log.h"
-#include "hallpass/config/yaml_source.h"
 #include "hallpass/observe/access_log.h"
 #include "hallpass/observe/admin.h"
 #include "hallpass/observe/stats.h"
@@ -30,7 +30,7 @@
 #include "hallpass/rules/reloader.h"
 #include "hallpass/rules/rule_set.h"
 #include "hallpass/rules/rule_store.h"
-#include "hallpass/rules/rules_loader.h"
+#include "hallpass/rules/rules_file.h"
 #include "hallpass/server/notify.h"
 
 namespace hallpass {
@@ -255,53 +255,38 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
             }
         }
     };
-    for (const std::string& text : s->cfg_.listen) {
-        auto addr = parse_listen_address(text);
-        if (!addr) {
-            close_all();
-            return addr.error();
-        }
-        for (int w = 0; w < threads; ++w) {
-            auto fd = bind_socket(*addr);
-            if (!fd) {
-                close_all();
-                return Error{"cannot listen on " + text + ": " + fd.error().message};
-            }
-            fds[w].push_back(*fd);
-            if (w == 0) {
-                // Learn the port the kernel chose for port 0, and bind the others to it.
+    // Binds every address of `addresses` once per worker into `into`; the first socket of each
+    // learns the port the kernel chose for port 0, and the others bind to it.
+    auto bind_all = [&](const std::vector<std::string>& addresses, const char* key,
+                        std::vector<std::vector<int>>& into, bool pac) -> std::optional<Error> {
+        for (const std::string& text : addresses) {
+            auto addr = parse_listen_address(text);
+            if (!addr) return addr.error();
+            for (int w = 0; w < threads; ++w) {
+                auto fd = bind_socket(*addr);
+                if (!fd) {
+                    return Error{"cannot listen on " + text +
+                                 (pac ? std::string(" (") + key + ")" : "") + ": " +
+                                 fd.error().message};
+                }
+                into[w].push_back(*fd);
+                if (w > 0) continue;
                 socklen_t len = sizeof addr->addr;
                 getsockname(*fd, reinterpret_cast<sockaddr*>(&addr->addr), &len);
                 const auto* bound = reinterpret_cast<const sockaddr*>(&addr->addr);
-                s->bound_.push_back(format_address(bound));
-                s->shared_->self.push_back(SelfAddress::of(bound));
-            }
-        }
-    }
-    for (const std::string& text : s->cfg_.pac_listen) {
-        auto addr = parse_listen_address(text);
-        if (!addr) {
-            close_all();
-            return addr.error();
-        }
-        for (int w = 0; w < threads; ++w) {
-            auto fd = bind_socket(*addr);
-            if (!fd) {
-                close_all();
-                return Error{"cannot listen on " + text +
-                             " (server.pac_listen): " + fd.error().message};
-            }
-            pac_fds[w].push_back(*fd);
-            if (w == 0) {
-                socklen_t len = sizeof addr->addr;
-                getsockname(*fd, reinterpret_cast<sockaddr*>(&addr->addr), &len);
-                const auto* bound = reinterpret_cast<const sockaddr*>(&addr->addr);
-                s->pac_bound_.push_back(format_address(bound));
+                (pac ? s->pac_bound_ : s->bound_).push_back(format_address(bound));
                 SelfAddress self = SelfAddress::of(bound);
-                self.pac = true;
+                self.pac = pac;
                 s->shared_->self.push_back(self);
             }
         }
+        return std::nullopt;
+    };
+    auto err = bind_all(s->cfg_.listen, "server.listen", fds, false);
+    if (!err) err = bind_all(s->cfg_.pac_listen, "server.pac_listen", pac_fds, true);
+    if (err) {
+        close_all();
+        return *err;
     }
     if (s->cfg_.admin != "off") {
         AdminHosts admin_hosts;
@@ -341,15 +326,10 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
 }
 
 std::vector<ListSpec> Server::url_lists() const {
-    std::vector<ListSpec> out;
-    auto src = YamlSource::load_file(rules_path_);
-    if (!src) return out;
-    auto spec = load_rules_spec(*src, cfg_.state_dir);
-    if (!spec) return out;
-    for (ListSpec& list : spec->lists) {
-        if (!list.url.empty()) out.push_back(std::move(list));
-    }
-    return out;
+    // The kept copies stay where this process looks (state_dir is read at start-up). A file that
+    // does not load names no lists: the reload that reads it fails anyway.
+    auto lists = load_url_lists(rules_path_, cfg_.state_dir);
+    return lists ? std::move(*lists) : std::vector<ListSpec>();
 }
 
 int Server::run() {

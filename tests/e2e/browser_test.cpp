@@ -92,6 +92,28 @@ void check_scheme(const RunResult& r, std::string_view scheme) {
 
 bool is_png(const std::string& bytes) { return bytes.substr(0, 8) == "\x89PNG\r\n\x1a\n"; }
 
+// A page on site.test (HTTP and HTTPS) that hallpass blocks by the rule "no-site".
+struct BlockedSite {
+    TempDir dir;
+    Nginx origin{dir, [] {
+                     NginxOptions no;
+                     no.tls = true;
+                     return no;
+                 }()};
+    Hallpass proxy{dir, options(origin)};
+
+    BlockedSite() { fill_site(origin); }
+    std::string https_url() const {
+        return "https://site.test:" + std::to_string(origin.tls_port()) + "/b/index.html";
+    }
+    static HallpassOptions options(const Nginx& origin) {
+        HallpassOptions o;
+        o.server_yaml = "connect_ports: [443, " + std::to_string(origin.tls_port()) + "]";
+        o.rules_yaml = "rules:\n  - {name: no-site, action: block, domains: [site.test]}\n";
+        return o;
+    }
+};
+
 }  // namespace
 
 TEST_CASE("browser: headless Chromium renders a page with sub-resources over HTTP") {
@@ -185,12 +207,10 @@ TEST_CASE("browser: Chromium given only the PAC URL browses through hallpass") {
 // page: hallpass refuses the tunnel without decrypting anything.)
 TEST_CASE("browser: a blocked page in Chromium is hallpass's block page naming the rule") {
     REQUIRE_MESSAGE(fs::exists(kChromium), "chromium is not installed (scripts/test installs it)");
-    TempDir dir;
-    Nginx origin(dir);
-    fill_site(origin);
-    HallpassOptions opts;
-    opts.rules_yaml = "rules:\n  - {name: no-site, action: block, domains: [site.test]}\n";
-    Hallpass proxy(dir, opts);
+    BlockedSite site;
+    TempDir& dir = site.dir;
+    Nginx& origin = site.origin;
+    Hallpass& proxy = site.proxy;
     const std::string url = origin.url("/b/index.html", "site.test");
     auto dom = chromium(dir, proxy.port(), {"--dump-dom"}, url);
     CHECK_MESSAGE(contains(dom.out, "no-site"), "no block page naming the rule: " << dom.out);
@@ -215,17 +235,11 @@ TEST_CASE(
         run({"/usr/bin/python3", "-c", "import selenium"}, 20s).exit_code != 0) {
         FAIL("chromium-driver and python3-selenium are needed (scripts/test installs them)");
     }
-    TempDir dir;
-    NginxOptions no;
-    no.tls = true;
-    Nginx origin(dir, no);
-    fill_site(origin);
-    HallpassOptions opts;
-    opts.server_yaml = "connect_ports: [443, " + std::to_string(origin.tls_port()) + "]";
-    opts.rules_yaml = "rules:\n  - {name: no-site, action: block, domains: [site.test]}\n";
-    Hallpass proxy(dir, opts);
-    const std::string url =
-        "https://site.test:" + std::to_string(origin.tls_port()) + "/b/index.html";
+    BlockedSite site;
+    TempDir& dir = site.dir;
+    Nginx& origin = site.origin;
+    Hallpass& proxy = site.proxy;
+    const std::string url = site.https_url();
     const fs::path shot = artifacts_dir() / "blocked_https_chromium.png";
     fs::remove(shot);
     const std::string py =
@@ -271,17 +285,11 @@ TEST_CASE(
         run({"perl", "-MFirefox::Marionette", "-e", "1"}, 20s).exit_code != 0) {
         FAIL("firefox-esr and libfirefox-marionette-perl are needed (scripts/test installs them)");
     }
-    TempDir dir;
-    NginxOptions no;
-    no.tls = true;
-    Nginx origin(dir, no);
-    fill_site(origin);
-    HallpassOptions opts;
-    opts.server_yaml = "connect_ports: [443, " + std::to_string(origin.tls_port()) + "]";
-    opts.rules_yaml = "rules:\n  - {name: no-site, action: block, domains: [site.test]}\n";
-    Hallpass proxy(dir, opts);
-    const std::string url =
-        "https://site.test:" + std::to_string(origin.tls_port()) + "/b/index.html";
+    BlockedSite site;
+    TempDir& dir = site.dir;
+    Nginx& origin = site.origin;
+    Hallpass& proxy = site.proxy;
+    const std::string url = site.https_url();
     const std::string pac = "http://127.0.0.1:" + std::to_string(proxy.port()) + "/proxy.pac";
     const fs::path shot = artifacts_dir() / "blocked_https_firefox.png";
     fs::remove(shot);

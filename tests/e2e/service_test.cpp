@@ -140,9 +140,18 @@ TEST_CASE("service: sd_notify readiness, reloads, watchdog pings and stopping") 
 #endif
 }
 
-TEST_CASE("service: without NOTIFY_SOCKET nothing is sent and nothing fails") {
+TEST_CASE("service: a notification socket that is not there changes nothing") {
+    // Not under systemd, or systemd gone: the reports go nowhere, the proxy serves as always.
     TempDir dir;
-    Hallpass proxy(dir);  // the harness waits for "listening on"; a notify error would show
+    ScriptedOrigin origin;
+    HallpassOptions o;
+    o.command_prefix = {"env", "NOTIFY_SOCKET=" + (dir / "absent.sock").string(),
+                        "WATCHDOG_USEC=200000"};
+    Hallpass proxy(dir, o);
+    CHECK(probe(proxy.port(), origin.port(), "/") == 200);
+    proxy.reload();
+    CHECK(proxy.wait_for_log("reload"));
+    CHECK(probe(proxy.port(), origin.port(), "/") == 200);
     CHECK(proxy.stop() == 0);
 }
 

@@ -5,10 +5,12 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "hallpass/base/error.h"
 #include "hallpass/config/config.h"
 #include "hallpass/rules/rule_set.h"
+#include "hallpass/rules/rules_loader.h"
 
 namespace hallpass {
 
@@ -23,6 +25,11 @@ struct LoadedRules {
 // reload's (pacer.h), or null to run flat out (start-up, --check).
 Result<LoadedRules> load_rules_file(const std::string& path, const RuleSet* previous = nullptr,
                                     Pacer* pacer = nullptr);
+
+// The lists by URL that the rules file at `path` names, as the loader reads them (no list is
+// loaded). Their copies live in `state_dir`, or with "" in the file's own server.state_dir.
+Result<std::vector<ListSpec>> load_url_lists(const std::string& path,
+                                             const std::string& state_dir = "");
 
 // Current resident set size of this process in KiB (VmRSS), or 0.
 long current_rss_kib();
