@@ -2,7 +2,8 @@
 # Sourced, not run. Everything comes from Debian's packages.
 
 BUILD_PACKAGES=(g++ meson ninja-build pkg-config libevent-dev libyaml-cpp-dev libre2-dev
-                libidn2-dev doctest-dev libxxhash-dev python3 libsystemd-dev libcurl4-openssl-dev)
+                libidn2-dev doctest-dev libxxhash-dev python3 libsystemd-dev libcurl4-openssl-dev
+                libhowardhinnant-date-dev tzdata)
 # scdoc: the man pages; systemd: systemd-analyze; man-db: man --warnings (service_test);
 # python3-pacparser: a real PAC engine (pac_test); chromium-driver, python3-selenium: Chromium's
 # own error page for a refused tunnel; firefox-esr, libfirefox-marionette-perl: Firefox's

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "hallpass/base/net_set.h"
@@ -299,6 +300,41 @@ std::optional<Error> set_state_dir(const YamlSource& src, const YAML::Node& node
     return std::nullopt;
 }
 
+std::optional<Error> set_control_socket(const YamlSource& src, const YAML::Node& node,
+                                        ServerConfig& cfg) {
+    auto path = src.get_string(node, "control_socket");
+    if (!path) return path.error();
+    if (*path != "off" && !std::filesystem::path(*path).is_absolute()) {
+        return src.error_at(node, "control_socket is an absolute path (or off)");
+    }
+    if (path->size() >= 100) return src.error_at(node, "control_socket: the path is too long");
+    cfg.control_socket = *path == "off" ? "" : *path;
+    return std::nullopt;
+}
+
+std::optional<Error> set_admin_token_file(const YamlSource& src, const YAML::Node& node,
+                                          ServerConfig& cfg) {
+    auto path = src.get_string(node, "admin_token_file");
+    if (!path) return path.error();
+    std::string resolved = std::filesystem::path(*path).is_absolute()
+                               ? *path
+                               : (std::filesystem::path(src.name()).parent_path() / *path).string();
+    std::ifstream in(resolved);
+    std::string token;
+    if (!in || !std::getline(in, token)) {
+        return src.error_at(node, "cannot read admin_token_file \"" + resolved + "\"");
+    }
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
+        token.pop_back();
+    }
+    if (token.size() < 16) {
+        return src.error_at(node, "admin_token_file: the token is shorter than 16 characters");
+    }
+    cfg.admin_token_file = resolved;
+    cfg.admin_token = token;
+    return std::nullopt;
+}
+
 // The top-level `pac:` section.
 std::optional<Error> read_pac(const YamlSource& src, const YAML::Node& pac, PacConfig& out) {
     static constexpr std::string_view kKeys[] = {"direct_domains", "direct_nets",
@@ -384,6 +420,8 @@ const std::vector<Row>& rows() {
         {"allow_local_destinations", set_allow_local_destinations},
         {"pac_listen", set_pac_listen},
         {"state_dir", set_state_dir},
+        {"control_socket", set_control_socket},
+        {"admin_token_file", set_admin_token_file},
         int_row("dns_cache_max_ttl_s", &ServerConfig::dns_cache_max_ttl_s, 0, 86'400),
         int_row("dns_cache_entries", &ServerConfig::dns_cache_entries, 0, 10'000'000),
         int_row("max_dns_lookups_per_client", &ServerConfig::max_dns_lookups_per_client, 1,
@@ -393,8 +431,8 @@ const std::vector<Row>& rows() {
 }
 
 // Top-level sections of rules.yaml: `server` is read here, the rest by rules_loader.
-constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups",
-                                              "lists",  "rules",   "pac"};
+constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups",    "lists",
+                                              "rules",  "pac",     "schedules", "safe_search"};
 
 }  // namespace
 

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cinttypes>
 #include <cstdarg>
@@ -18,8 +18,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "hallpass/base/json_text.h"
 #include "hallpass/base/log.h"
-#include "hallpass/observe/json_text.h"
 
 namespace hallpass {
 namespace {
@@ -179,8 +179,9 @@ void append_squid(std::string& out, const Transaction& txn) {
     if (!reached_upstream(txn)) {
         out += "HIER_NONE/-";
     } else {
+        // Re-targeted by safe search: the enforcement name stands where Squid names the server.
         out += "HIER_DIRECT/";
-        append_field(out, ip_of(txn.upstream));
+        append_field(out, txn.safe_search.empty() ? ip_of(txn.upstream) : txn.safe_search);
     }
     out += ' ';
     append_field(out, txn.content_type);
@@ -237,6 +238,7 @@ void append_json(std::string& out, const Transaction& txn) {
     append_json_ms(out, "elapsed_ms", elapsed_ms);
     append_json_optional(out, "content_type", txn.content_type);
     append_json_optional(out, "error", txn.error);
+    append_json_optional(out, "safe_search", txn.safe_search);
     out += "}\n";
 }
 

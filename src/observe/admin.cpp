@@ -10,14 +10,18 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 
 #include "hallpass/base/log.h"
 #include "hallpass/config/config.h"
@@ -46,6 +50,10 @@ const char* reason(int status) {
             return "OK";
         case 400:
             return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 500:
+            return "Internal Server Error";
         case 404:
             return "Not Found";
         case 405:
@@ -161,7 +169,8 @@ std::string admin_response_bytes(const AdminResponse& r, bool head_only, bool cl
 // than one head and one answer.
 class AdminServer::Client {
   public:
-    Client(AdminServer& server, BuffereventPtr bev) : server(server), bev(std::move(bev)) {}
+    Client(AdminServer& server, BuffereventPtr bev, bool trusted)
+        : server(server), bev(std::move(bev)), trusted(trusted) {}
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
 
@@ -173,6 +182,7 @@ class AdminServer::Client {
     AdminServer& server;
     const BuffereventPtr bev;  // closes the socket when freed (BEV_OPT_CLOSE_ON_FREE)
     EventPtr deadline;         // the head (or idle) deadline
+    const bool trusted;        // on the control socket: control requests need no token
     bool answering = false;     // an answer is being sent; reading waits for it
     bool close_after = false;
     std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
@@ -183,7 +193,7 @@ void AdminServer::arm_deadline(Client& c) {
     evtimer_add(c.deadline.get(), &tv);
 }
 
-void AdminServer::on_accept(evutil_socket_t fd) {
+void AdminServer::on_accept(evutil_socket_t fd, bool trusted) {
     if (clients_.size() >= max_connections_ && !evict_idle()) {
         // Every slot holds a connection that is sending a request or reading an answer: this
         // one gets a short 503 (written straight to the new socket, never queued) and a close.
@@ -210,7 +220,7 @@ void AdminServer::on_accept(evutil_socket_t fd) {
         return;
     }
     bufferevent* bev = owned.get();
-    auto client = std::make_unique<Client>(*this, std::move(owned));
+    auto client = std::make_unique<Client>(*this, std::move(owned), trusted);
     Client* c = client.get();
     c->deadline.reset(evtimer_new(
         base_.get(),
@@ -283,13 +293,39 @@ void AdminServer::on_readable(Client& c) {
         return send(c, plain(400, "bad request: ambiguous body framing"), head_only, true);
     if (head.version_minor == 1 && !find_header(head.headers, "Host"))
         return send(c, plain(400, "bad request: no Host"), head_only, true);
-    AdminResponse r = respond(head, hosts_, *stats_);
+    AdminResponse r = route(c, head);
     // A body is never read (nothing here takes one): the answer closes the connection instead.
     const bool has_body = framing->kind == BodyKind::Chunked ||
                           (framing->kind == BodyKind::Length && framing->length > 0);
     const bool close_after = r.status != 200 || has_body || head.version_minor == 0 ||
                              header_has_token(head.headers, "Connection", "close");
     send(c, r, head_only, close_after);
+}
+
+AdminResponse AdminServer::route(Client& c, const RequestHead& head) {
+    const std::string_view target = head.target;
+    if (!target.starts_with("/api/")) {
+        if (c.trusted && target.starts_with('/')) return answer(head.method, target, *stats_);
+        return respond(head, hosts_, *stats_);
+    }
+    if (!control_.controller) return plain(404, "not found: no control here");
+    if (!c.trusted) {
+        const Header* host = find_header(head.headers, "Host");
+        if (!hosts_.allows(host ? std::string_view(host->value) : std::string_view())) {
+            return plain(421, "misdirected request: not this endpoint's name");
+        }
+        const Header* auth = find_header(head.headers, "Authorization");
+        const bool ok = !control_.token.empty() && auth &&
+                        std::string_view(auth->value) == "Bearer " + control_.token;
+        if (!ok) {
+            return plain(401, control_.token.empty()
+                                  ? "control requests need the control socket (server."
+                                    "control_socket); no admin_token_file is set"
+                                  : "control requests need \"Authorization: Bearer TOKEN\" "
+                                    "(server.admin_token_file)");
+        }
+    }
+    return control_.controller->control(head.method, target);
 }
 
 void AdminServer::send(Client& c, const AdminResponse& r, bool head_only, bool close_after) {
@@ -339,54 +375,132 @@ void AdminServer::on_accept_error() {
                  std::strerror(err), kAcceptPauseMs,
                  static_cast<unsigned long long>(accept_errors_));
     }
-    evconnlistener_disable(listener_.get());
+    for (evconnlistener* l : {listener_.get(), control_listener_.get()}) {
+        if (l) evconnlistener_disable(l);
+    }
     timeval tv{0, kAcceptPauseMs * 1000};
     evtimer_add(resume_timer_.get(), &tv);
 }
 
+namespace {
+
+// The control socket: a stale file left by a crash is replaced; one a running hallpass answers
+// on is an error. Mode 0660, group hallpass-admin when that group exists.
+Result<int> bind_control_socket(const std::string& path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) return Error{"the path is too long"};
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Error{std::string("socket: ") + std::strerror(errno)};
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            ::close(fd);
+            return Error{"exists and is not a socket"};
+        }
+        int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        const bool live = probe >= 0 && ::connect(probe, reinterpret_cast<const sockaddr*>(&addr),
+                                                  sizeof addr) == 0;
+        if (probe >= 0) ::close(probe);
+        if (live) {
+            ::close(fd);
+            return Error{"another process answers on it (is hallpass running already?)"};
+        }
+        ::unlink(path.c_str());
+    }
+    const mode_t old_mask = ::umask(0117);  // created 0660, never briefly wider
+    const int bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    ::umask(old_mask);
+    if (bound != 0 || ::listen(fd, 16) != 0) {
+        int err = errno;
+        ::close(fd);
+        return Error{std::strerror(err)};
+    }
+    if (const group* g = ::getgrnam("hallpass-admin")) {
+        if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
+            LOG_WARN("control socket %s: cannot give it to group hallpass-admin: %s", path.c_str(),
+                     std::strerror(errno));
+        }
+    }
+    ::chmod(path.c_str(), 0660);
+    return fd;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& address,
                                                         const Stats& stats, AdminHosts hosts,
-                                                        size_t max_connections) {
-    auto addr = parse_listen_address(address);
-    if (!addr) return Error{"admin: " + addr.error().message};
+                                                        size_t max_connections,
+                                                        AdminControl control) {
     std::unique_ptr<AdminServer> s(new AdminServer());
     s->stats_ = &stats;
     s->hosts_ = std::move(hosts);
+    s->control_ = std::move(control);
     s->max_connections_ = std::max<size_t>(1, max_connections);
     s->base_.reset(event_base_new());
     if (!s->base_) return Error{"admin: cannot create an event loop"};
-
-    auto fd = bind_admin_socket(*addr);
-    if (!fd) return Error{"cannot listen on " + address + " (admin): " + fd.error().message};
-    s->listener_.reset(evconnlistener_new(
-        s->base_.get(),
-        [](evconnlistener*, evutil_socket_t client, sockaddr*, int, void* arg) {
-            static_cast<AdminServer*>(arg)->on_accept(client);
-        },
-        s.get(), LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, *fd));
-    if (!s->listener_) {
-        ::close(*fd);
-        return Error{"admin: cannot accept on " + address};
+    auto accept_cb = [](evconnlistener*, evutil_socket_t client, sockaddr*, int, void* arg) {
+        static_cast<AdminServer*>(arg)->on_accept(client, false);
+    };
+    auto accept_trusted_cb = [](evconnlistener*, evutil_socket_t client, sockaddr*, int,
+                                void* arg) {
+        static_cast<AdminServer*>(arg)->on_accept(client, true);
+    };
+    if (!address.empty()) {
+        auto addr = parse_listen_address(address);
+        if (!addr) return Error{"admin: " + addr.error().message};
+        auto fd = bind_admin_socket(*addr);
+        if (!fd) return Error{"cannot listen on " + address + " (admin): " + fd.error().message};
+        s->listener_.reset(evconnlistener_new(s->base_.get(), accept_cb, s.get(),
+                                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+                                              *fd));
+        if (!s->listener_) {
+            ::close(*fd);
+            return Error{"admin: cannot accept on " + address};
+        }
+        sockaddr_storage bound{};
+        socklen_t len = sizeof bound;
+        getsockname(*fd, reinterpret_cast<sockaddr*>(&bound), &len);
+        s->bound_ = format_address(reinterpret_cast<const sockaddr*>(&bound));
+        if (auto ip = IpAddr::from_sockaddr(reinterpret_cast<const sockaddr*>(&bound))) {
+            if (!(ip->hi == 0 && ip->lo == 0)) s->hosts_.own_addresses.add(ip->to_string());
+        }
     }
-    // Out of descriptors, the listener pauses instead of retrying accept() in a busy loop.
-    evconnlistener_set_error_cb(s->listener_.get(), [](evconnlistener*, void* arg) {
-        static_cast<AdminServer*>(arg)->on_accept_error();
-    });
+    s->hosts_.own_addresses.compile();
+    if (!s->control_.socket_path.empty()) {
+        auto fd = bind_control_socket(s->control_.socket_path);
+        if (!fd) {
+            return Error{"cannot listen on " + s->control_.socket_path +
+                         " (server.control_socket): " + fd.error().message};
+        }
+        s->control_listener_.reset(evconnlistener_new(s->base_.get(), accept_trusted_cb, s.get(),
+                                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                                      -1, *fd));
+        if (!s->control_listener_) {
+            ::close(*fd);
+            return Error{"admin: cannot accept on " + s->control_.socket_path};
+        }
+    }
+    // Out of descriptors, a listener pauses instead of retrying accept() in a busy loop.
+    for (evconnlistener* l : {s->listener_.get(), s->control_listener_.get()}) {
+        if (!l) continue;
+        evconnlistener_set_error_cb(l, [](evconnlistener*, void* arg) {
+            static_cast<AdminServer*>(arg)->on_accept_error();
+        });
+    }
     s->resume_timer_.reset(evtimer_new(
         s->base_.get(),
         [](evutil_socket_t, short, void* arg) {
-            evconnlistener_enable(static_cast<AdminServer*>(arg)->listener_.get());
+            auto* self = static_cast<AdminServer*>(arg);
+            for (evconnlistener* l : {self->listener_.get(), self->control_listener_.get()}) {
+                if (l) evconnlistener_enable(l);
+            }
         },
         s.get()));
     if (!s->resume_timer_) return Error{"admin: cannot create a timer"};
-    sockaddr_storage bound{};
-    socklen_t len = sizeof bound;
-    getsockname(*fd, reinterpret_cast<sockaddr*>(&bound), &len);
-    s->bound_ = format_address(reinterpret_cast<const sockaddr*>(&bound));
-    if (auto ip = IpAddr::from_sockaddr(reinterpret_cast<const sockaddr*>(&bound))) {
-        if (!(ip->hi == 0 && ip->lo == 0)) s->hosts_.own_addresses.add(ip->to_string());
-    }
-    s->hosts_.own_addresses.compile();
     // Stopping activates this event rather than calling loopbreak, which a loop that has not
     // started yet would forget.
     s->stop_event_.reset(event_new(
@@ -412,6 +526,10 @@ AdminServer::~AdminServer() {
     stop_event_.reset();
     resume_timer_.reset();
     listener_.reset();  // closes the listening socket
+    if (control_listener_) {
+        control_listener_.reset();
+        ::unlink(control_.socket_path.c_str());
+    }
     base_.reset();
 }
 

@@ -12,7 +12,7 @@
 #include <cstdlib>
 #include <map>
 
-#include "hallpass/observe/json_text.h"
+#include "hallpass/base/json_text.h"
 
 namespace hallpass {
 namespace {

@@ -25,6 +25,7 @@
 #include "hallpass/proxy/dns.h"
 #include "hallpass/proxy/upstream_pool.h"
 #include "hallpass/proxy/worker.h"
+#include "hallpass/rules/policy.h"
 #include "hallpass/rules/rule_set.h"
 
 namespace hallpass {
@@ -568,7 +569,7 @@ void Connection::expect_request_body(const Framing& framing) {
 
 void Connection::forward_request() {
     x_.upstream_head = serialize_upstream_request(x_.req, x_.uri, x_.req_framing, true);
-    x_.pool_key = x_.target.host_port();
+    x_.pool_key = pool_key();
     x_.retries = 0;
     if (UpstreamPool::Pooled idle = worker_.pool().take(x_.pool_key)) {
         upstream_ = std::move(idle.bev);
@@ -581,7 +582,7 @@ void Connection::forward_request() {
         send_request();
         return;
     }
-    open_upstream(x_.target);
+    open_upstream(upstream_authority());
 }
 
 void Connection::handle_connect() {
@@ -601,8 +602,24 @@ void Connection::handle_connect() {
         if (auto ip = IpAddr::parse(x_.target.host); ip && refuse_destination(*ip)) return;
     }
     if (!check_policy()) return;
-    x_.pool_key = x_.target.host_port();
-    open_upstream(x_.target);
+    x_.pool_key = pool_key();
+    open_upstream(upstream_authority());
+}
+
+std::string Connection::pool_key() const {
+    // A connection made to a safe-search address must not serve another client unfiltered, nor
+    // the reverse: the enforcement name is part of the key.
+    std::string key = x_.target.host_port();
+    if (x_.safe_search) key.append(" via ").append(x_.safe_search);
+    return key;
+}
+
+Authority Connection::upstream_authority() const {
+    if (!x_.safe_search) return x_.target;
+    Authority a = x_.target;
+    a.host = x_.safe_search;
+    a.kind = HostKind::Name;
+    return a;
 }
 
 void Connection::handle_origin_form() {
@@ -743,24 +760,30 @@ bool Connection::check_policy() {
     x_.rules = worker_.rules();
     const RuleSet& rules = *x_.rules;
     std::string url = !x_.is_connect && rules.needs_url() ? rules_url() : std::string();
-    RequestFacts facts{client_ip_, x_.target.host, x_.target.kind, x_.target.port, url};
-    Decision decision = rules.decide(facts);
-    x_.decided_rule = decision.rule;
-    const std::string& rule =
-        decision.rule >= 0 ? rules.rule_name(decision.rule) : std::string("default");
-    x_.txn.rule = rule;
+    RequestFacts facts{client_ip_, x_.target.host, x_.target.kind, x_.target.port,
+                       url,        worker_.now_s()};
+    const Verdict verdict = decide_request(rules, worker_.grants().get(), facts);
+    x_.decided_rule = verdict.decision.rule;
+    x_.granted = verdict.grant != nullptr;
+    x_.txn.rule = verdict_name(rules, verdict);
     x_.txn.url = x_.is_connect ? x_.target.host_port() : request_url();
     x_.txn.host = x_.target.host;
     x_.txn.port = x_.target.port;
-    if (decision.action == Action::Allow) {
+    if (!verdict.blocked()) {
         x_.txn.kind = x_.is_connect ? Transaction::Kind::Tunnel : Transaction::Kind::Relayed;
+        // Safe search: the same request, to the provider's enforcement addresses.
+        if (const char* name = rules.safe_search_target(facts)) {
+            x_.safe_search = name;
+            x_.txn.safe_search = name;
+        }
         return true;
     }
-    reply_blocked(rule);
+    reply_blocked(x_.txn.rule, verdict_message(rules, verdict),
+                  verdict_until_label(rules, verdict, facts.now_s));
     return false;
 }
 
-void Connection::reply_blocked(const std::string& rule) {
+void Connection::reply_blocked(const std::string& rule, std::string message, std::string until) {
     x_.txn.rule = rule;
     x_.txn.kind = Transaction::Kind::Blocked;
     x_.txn.status = 403;
@@ -769,10 +792,65 @@ void Connection::reply_blocked(const std::string& rule) {
     // A blocked request without a body keeps its connection: the browser's next request may be
     // for an allowed host. One with a body is closed (the body is never read).
     bool keep_alive = x_.client_keep_alive && x_.req_body_done && !x_.is_connect;
-    std::string shown_url = x_.is_connect ? x_.target.host_port() : request_url();
-    reply(make_block_response(x_.rules->block_page_template(), x_.target.host, rule,
-                              client_ip_.to_string(), shown_url, keep_alive, x_.req.method == "HEAD"),
+    const std::string shown_url = x_.is_connect ? x_.target.host_port() : request_url();
+    const std::string client = client_ip_.to_string();
+    const std::string group = x_.rules->groups_of(client_ip_);
+    BlockPage page{.host = x_.target.host,
+                   .rule = rule,
+                   .client = client,
+                   .group = group,
+                   .url = shown_url,
+                   .message = message,
+                   .until = until};
+    reply(make_block_response(x_.rules->block_page_template(), page, keep_alive,
+                              x_.req.method == "HEAD"),
           keep_alive);
+    x_.txn.message = std::move(message);
+}
+
+void Connection::remember_request() {
+    if (!x_.rules || x_.txn.kind == Transaction::Kind::Blocked) {
+        last_host_.clear();
+        return;
+    }
+    last_host_ = x_.target.host;
+    last_kind_ = x_.target.kind;
+    last_port_ = x_.target.port;
+    last_url_ = x_.rules->needs_url() && !x_.is_connect ? rules_url() : std::string();
+}
+
+void Connection::recheck_policy(const RuleSet& rules, const GrantSet& grants, int64_t now_s) {
+    // What this connection is doing for its client: the tunnel or the exchange in progress,
+    // or, kept alive between requests, the last request it carried.
+    std::string_view host;
+    HostKind kind = HostKind::Name;
+    uint16_t port = 0;
+    std::string url;
+    const bool current = state_ == State::Tunneling || state_ == State::Resolving ||
+                         state_ == State::Connecting || state_ == State::Exchanging;
+    if (current && x_.rules) {
+        host = x_.target.host;
+        kind = x_.target.kind;
+        port = x_.target.port;
+        if (!x_.is_connect && rules.needs_url()) url = rules_url();
+    } else if (state_ == State::ReadingHead && !last_host_.empty()) {
+        host = last_host_;
+        kind = last_kind_;
+        port = last_port_;
+        url = last_url_;
+    } else {
+        return;
+    }
+    RequestFacts facts{client_ip_, host, kind, port, url, now_s};
+    const Verdict verdict = decide_request(rules, &grants, facts);
+    if (!verdict.blocked()) return;
+    const std::string name = verdict_name(rules, verdict);
+    LOG_INFO("c=%llu %s: closing %s to %s: now blocked by rule \"%s\"",
+             static_cast<unsigned long long>(id_), client_addr_.c_str(),
+             state_ == State::Tunneling ? "tunnel" : "connection", std::string(host).c_str(),
+             name.c_str());
+    closed_by_rule_ = "now blocked by rule \"" + name + "\"";
+    finish(closed_by_rule_.c_str());
 }
 
 // The checks on where a request would go, before anything connects there: hallpass's own
@@ -865,6 +943,7 @@ std::string Connection::rules_url() const {
 }
 
 void Connection::next_request() {
+    remember_request();
     set_state(State::ReadingHead);
     x_ = Exchange(&arena_);  // nothing of the previous request is left over
     arena_.release();        // ...not even its memory
@@ -958,7 +1037,7 @@ void Connection::on_resolved(const DnsAnswer& answer) {
     x_.addrs = answer.addresses;
     // Every address is checked, not only the first: a rebinding answer may mix a public address
     // with 127.0.0.1, and connect_next() would try the next one after a failure.
-    const bool second_check = x_.rules && x_.rules->has_dest_nets();
+    const bool second_check = x_.rules && x_.rules->has_dest_nets() && !x_.granted;
     std::string url = second_check && !x_.is_connect && x_.rules->needs_url() ? rules_url() : "";
     RequestFacts facts{client_ip_, x_.target.host, x_.target.kind, x_.target.port, url};
     for (auto& a : x_.addrs) {
@@ -969,7 +1048,7 @@ void Connection::on_resolved(const DnsAnswer& answer) {
         if (!second_check) continue;
         Decision d = x_.rules->decide_address(facts, *ip, Decision{Action::Allow, x_.decided_rule});
         if (d.action == Action::Block) {
-            reply_blocked(x_.rules->rule_name(d.rule));
+            reply_blocked(x_.rules->rule_name(d.rule), x_.rules->rule_message(d.rule), "");
             return;
         }
     }
@@ -1445,7 +1524,7 @@ void Connection::on_upstream_closed(bool error) {
                   static_cast<unsigned long long>(id_), x_.pool_key.c_str());
         ++x_.retries;
         free_upstream();
-        open_upstream(x_.target);
+        open_upstream(upstream_authority());
         return;
     }
     if (!x_.resp_head_done) {

@@ -61,7 +61,8 @@ Worker::Worker(int index, const ServerConfig& cfg, std::shared_ptr<const HostsTa
       limits_{cfg.max_request_line, cfg.max_header_bytes, cfg.max_headers},
       hosts_(std::move(hosts)),
       shared_(shared),
-      rules_(rules) {}
+      rules_(rules),
+      grants_(shared.grants) {}
 
 Worker::~Worker() {
     // Order: connections (they use the pool, the resolver and the base), then the rest.
@@ -70,7 +71,8 @@ Worker::~Worker() {
     close_listeners();
     pool_.reset();
     dns_.reset();
-    for (EventPtr* ev : {&reap_event_, &wake_event_, &grace_timer_, &resume_timer_, &stats_timer_})
+    for (EventPtr* ev :
+         {&reap_event_, &wake_event_, &grace_timer_, &resume_timer_, &stats_timer_, &policy_timer_})
         ev->reset();
     base_.reset();
 }
@@ -111,6 +113,13 @@ Result<bool> Worker::init(const std::vector<int>& listen_fds, const std::vector<
         if (!stats_timer_ || event_add(stats_timer_.get(), &second) != 0)
             return Error{"cannot start the statistics timer"};
     }
+    policy_timer_.reset(event_new(
+        base_.get(), -1, EV_PERSIST,
+        [](evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_policy_tick(); },
+        this));
+    timeval half = ms_to_tv(500);
+    if (!policy_timer_ || event_add(policy_timer_.get(), &half) != 0)
+        return Error{"cannot start the policy timer"};
     const std::pair<const std::vector<int>*, evconnlistener_cb> sets[] = {
         {&listen_fds, accept_cb}, {&pac_fds, accept_pac_cb}};
     for (const auto& [fds, cb] : sets) {
@@ -149,10 +158,36 @@ void Worker::on_wake() {
     ssize_t n = ::read(wake_fd_.get(), &count, sizeof count);
     (void)n;
     const unsigned requests = wake_requests_.exchange(0);
-    if (requests & kWakeRefresh) on_rules_refresh();
+    if (requests & kWakeRefresh) {
+        on_rules_refresh();
+        on_policy_tick();  // a reload that blocks what was allowed closes it at once
+    }
     if (requests & kWakeEvict) on_evict();
     if (requests & kWakeHeartbeat) heartbeats_.fetch_add(1, std::memory_order_relaxed);
     if (requests & kWakeDrain) on_drain();
+}
+
+int64_t Worker::now_s() const {
+    timeval now{};
+    event_base_gettimeofday_cached(base_.get(), &now);
+    return now.tv_sec;
+}
+
+void Worker::on_policy_tick() {
+    const auto& rules = rules_.get();
+    const auto& grants = grants_.get();
+    const int64_t now = now_s();
+    PolicyKey key{rules, rules->schedule_state(now), grants, grants->state(now)};
+    if (key == policy_key_) return;
+    const bool first = policy_key_.rules == nullptr;
+    policy_key_ = std::move(key);
+    if (first) return;
+    std::vector<Connection*> all;
+    all.reserve(connections_.size());
+    for (auto& [raw, owned] : connections_) all.push_back(raw);
+    for (Connection* c : all) {
+        if (!c->finished()) c->recheck_policy(*rules, *grants, now);
+    }
 }
 
 void Worker::request_drain(int grace_ms) {

@@ -7,6 +7,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -57,25 +58,35 @@ ListFormat format_of(const std::string& text) {
     return f ? *f : ListFormat::Auto;  // validated by the loader
 }
 
+// The built-in page: for the person who was blocked, often a child. Plain words first (what, why,
+// until when); the details a parent needs to look it up (rule, device) below.
 const char* kDefaultBlockPage = R"(<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><title>Blocked: {{host}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;color:#222;line-height:1.5}h1{font-size:1.5em}code{background:#f3f3f3;padding:0 .3em}footer{margin-top:2em;border-top:1px solid #ddd;padding-top:.5em;color:#777;font-size:.9em}</style>
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Not now: {{host}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36em;margin:3em auto;padding:0 1em;color:#223;line-height:1.5;background:#f7f9fc}.card{background:#fff;border-radius:1em;padding:1.5em 2em;box-shadow:0 2px 8px rgba(0,0,0,.08)}h1{font-size:1.6em;margin:.2em 0}.site{font-weight:600;word-break:break-all}.message{font-size:1.2em;background:#fff6d6;border-radius:.5em;padding:.6em .9em}.until{font-size:1.1em;color:#145a32}.empty{display:none}dl{color:#667;font-size:.9em;margin-top:1.5em}dt{float:left;clear:left;width:7em}dd{margin-left:7em}code{background:#f0f2f5;padding:0 .3em;border-radius:.2em}</style>
 </head>
-<body>
-<h1>This site is blocked</h1>
-<p><code>{{host}}</code> is blocked on this network by the rule <code>{{rule}}</code>.</p>
-<p>If you think this is a mistake, ask the person who runs this network, and tell them the
-rule name and the address above. (Your device: <code>{{client}}</code>.)</p>
-<footer>hallpass</footer>
-</body>
+<body><div class="card">
+<h1>This site is not available right now</h1>
+<p><span class="site">{{host}}</span> is blocked on this network.</p>
+<p class="message{{message_class}}">{{message}}</p>
+<p class="until{{until_class}}">It opens again at <strong>{{until}}</strong>.</p>
+<p>If you think this is a mistake, ask the grown-up who looks after this network and show them
+this page.</p>
+<dl><dt>Rule</dt><dd><code>{{rule}}</code></dd>
+<dt>This device</dt><dd><code>{{device}}</code></dd></dl>
+</div></body>
 </html>
 )";
+
+std::atomic<uint64_t> g_rule_set_serial{1};
 
 }  // namespace
 
 std::shared_ptr<const RuleSet> RuleSet::allow_all() {
-    return std::shared_ptr<const RuleSet>(new RuleSet());
+    auto rs = std::shared_ptr<RuleSet>(new RuleSet());
+    rs->serial_ = g_rule_set_serial.fetch_add(1);
+    return rs;
 }
 
 Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const RuleSet* previous,
@@ -83,6 +94,7 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::compile(RulesSpec spec, const Ru
     Pacer off;
     Pacer& pace = pacer ? *pacer : off;
     std::shared_ptr<RuleSet> rs(new RuleSet());
+    rs->serial_ = g_rule_set_serial.fetch_add(1);
     DomainIndex::Builder names;  // hosts, domains and list names in one table (rule_set.h)
     const auto& rules = spec.rules;
     if (rules.size() >= kHostsBase || spec.lists.size() >= kListBase) {
@@ -191,7 +203,92 @@ bool RuleSet::rule_holds(uint32_t r, const RequestFacts& facts) const {
         std::find(rule.ports.begin(), rule.ports.end(), facts.port) == rule.ports.end()) {
         return false;
     }
-    return !rule.has_clients || rule.clients.contains(facts.client);
+    if (rule.has_clients && !rule.clients.contains(facts.client)) return false;
+    return rule.when.empty() || any_active(rule.when, facts.now_s);
+}
+
+bool RuleSet::schedule_active(size_t i, int64_t now_s) const {
+    // The state of every schedule, once per second per thread: converting to a zone's wall
+    // clock is a search in its transitions, too much for every request.
+    struct Cache {
+        uint64_t serial = 0;
+        int64_t second = 0;
+        std::vector<bool> active;
+    };
+    thread_local Cache cache;
+    if (cache.serial != serial_ || cache.second != now_s) {
+        cache.serial = serial_;
+        cache.second = now_s;
+        cache.active.assign(spec_.schedules.size(), false);
+        for (size_t k = 0; k < spec_.schedules.size(); ++k) {
+            cache.active[k] = spec_.schedules[k].active(now_s);
+        }
+    }
+    return cache.active[i];
+}
+
+bool RuleSet::any_active(const std::vector<size_t>& schedules, int64_t now_s) const {
+    for (size_t i : schedules) {
+        if (schedule_active(i, now_s)) return true;
+    }
+    return false;
+}
+
+uint64_t RuleSet::schedule_state(int64_t now_s) const {
+    uint64_t bits = 0;
+    for (size_t i = 0; i < spec_.schedules.size(); ++i) {
+        if (schedule_active(i, now_s)) bits |= uint64_t{1} << std::min<size_t>(i, 63);
+    }
+    return bits;
+}
+
+std::optional<int64_t> RuleSet::rule_until(int rule, int64_t now_s) const {
+    if (rule < 0) return std::nullopt;
+    const auto& when = spec_.rules[rule].when;
+    if (when.empty()) return std::nullopt;
+    // Step from change to change of the rule's schedules until none of them is open.
+    int64_t t = now_s;
+    for (int step = 0; step < 64; ++step) {
+        std::optional<int64_t> next;
+        for (size_t i : when) {
+            auto c = spec_.schedules[i].next_change(t);
+            if (c && (!next || *c < *next)) next = c;
+        }
+        if (!next) return std::nullopt;
+        t = *next;
+        bool open = false;
+        for (size_t i : when) open = open || spec_.schedules[i].active(t);
+        if (!open) return t;
+    }
+    return std::nullopt;
+}
+
+std::string RuleSet::rule_time_label(int rule, int64_t at_s, int64_t now_s) const {
+    if (rule < 0 || spec_.rules[rule].when.empty()) return "";
+    return spec_.schedules[spec_.rules[rule].when.front()].local_label(at_s, now_s);
+}
+
+const char* RuleSet::safe_search_target(const RequestFacts& facts) const {
+    if (spec_.safe_search.empty() || facts.host_kind != HostKind::Name) return nullptr;
+    auto provider = search_provider(facts.host);
+    if (!provider) return nullptr;
+    // The first entry that applies to this client now decides, as rules do.
+    for (const SafeSearchSpec& s : spec_.safe_search) {
+        if (s.has_clients && !s.clients.contains(facts.client)) continue;
+        if (!s.when.empty() && !any_active(s.when, facts.now_s)) continue;
+        return s.enforcement_name(*provider);
+    }
+    return nullptr;
+}
+
+std::string RuleSet::groups_of(const IpAddr& ip) const {
+    std::string out;
+    for (const auto& [name, set] : spec_.groups) {
+        if (!set.contains(ip)) continue;
+        if (!out.empty()) out += ", ";
+        out += name;
+    }
+    return out;
 }
 
 // Calls fn(rule, kind, entry) for every rule a destination condition matches: `kind` names the
@@ -287,11 +384,40 @@ Decision RuleSet::decide_address(const RequestFacts& facts, const IpAddr& ip,
 Explanation RuleSet::explain(const RequestFacts& facts) const {
     Explanation ex;
     ex.decision = decide(facts);
+    // The next opening or closing of any schedule, and what this request would get then.
+    std::optional<int64_t> change;
+    size_t changing = 0;
+    for (size_t i = 0; i < spec_.schedules.size(); ++i) {
+        auto c = spec_.schedules[i].next_change(facts.now_s);
+        if (c && (!change || *c < *change)) {
+            change = c;
+            changing = i;
+        }
+    }
+    if (change) {
+        RequestFacts later = facts;
+        later.now_s = *change;
+        const Decision then = decide(later);
+        const std::string& who = then.rule >= 0 ? spec_.rules[then.rule].name : "the default";
+        ex.next_change = spec_.schedules[changing].local_label(*change, facts.now_s) + ": " +
+                         spec_.schedules[changing].name +
+                         (spec_.schedules[changing].active(*change) ? " opens" : " closes") +
+                         "; then " + (then.action == Action::Block ? "block" : "allow") + " by " +
+                         (then.rule >= 0 ? "rule " + who : who);
+    }
     if (ex.decision.rule < 0) return ex;
     const uint32_t r = static_cast<uint32_t>(ex.decision.rule);
     const RuleSpec& rule = spec_.rules[r];
     ex.rule_name = rule.name;
     ex.rule_where = rule.pos.to_string();
+    for (size_t i : rule.when) {
+        if (!ex.when.empty()) ex.when += ", ";
+        ex.when += spec_.schedules[i].name;
+        ex.when += schedule_active(i, facts.now_s) ? " (open now)" : " (closed now)";
+    }
+    if (auto until = rule_until(ex.decision.rule, facts.now_s)) {
+        ex.until = rule_time_label(ex.decision.rule, *until, facts.now_s);
+    }
     if (!rule.has_destination()) {
         if (rule.has_clients) {
             ex.condition = "clients";
@@ -352,12 +478,23 @@ size_t RuleSet::entry_count() const { return names_.size(); }
 
 size_t RuleSet::memory_bytes() const { return names_.memory_bytes(); }
 
-std::string make_block_response(std::string_view tmpl, std::string_view host, std::string_view rule,
-                                std::string_view client, std::string_view url, bool keep_alive,
+std::string make_block_response(std::string_view tmpl, const BlockPage& p, bool keep_alive,
                                 bool head_only) {
     std::string page(tmpl.empty() ? std::string_view(kDefaultBlockPage) : tmpl);
+    const std::string device = p.group.empty()
+                                   ? std::string(p.client)
+                                   : std::string(p.group) + ": " + std::string(p.client);
     const std::pair<std::string_view, std::string_view> vars[] = {
-        {"{{host}}", host}, {"{{rule}}", rule}, {"{{client}}", client}, {"{{url}}", url}};
+        {"{{host}}", p.host},
+        {"{{rule}}", p.rule},
+        {"{{client}}", p.client},
+        {"{{group}}", p.group},
+        {"{{device}}", device},
+        {"{{url}}", p.url},
+        {"{{message}}", p.message},
+        {"{{until}}", p.until},
+        {"{{message_class}}", p.message.empty() ? " empty" : ""},
+        {"{{until_class}}", p.until.empty() ? " empty" : ""}};
     for (const auto& [key, value] : vars) {
         std::string escaped = html_escape(value);
         for (size_t at = page.find(key); at != std::string::npos;
@@ -365,6 +502,7 @@ std::string make_block_response(std::string_view tmpl, std::string_view host, st
             page.replace(at, key.size(), escaped);
         }
     }
+    const std::string_view rule = p.rule;
     std::string out = "HTTP/1.1 403 Forbidden\r\nContent-Type: text/html; charset=utf-8\r\n";
     out += "Content-Length: " + std::to_string(page.size()) + "\r\n";
     out += "Cache-Control: no-store\r\n";

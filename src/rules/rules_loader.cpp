@@ -37,11 +37,15 @@ std::optional<std::string> name_in_url(std::string_view text) {
 
 constexpr std::string_view kRuleKeys[] = {"name",    "action",     "clients",   "hosts",
                                           "domains", "host_regex", "url_regex", "lists",
-                                          "ports",   "dest_nets"};
+                                          "ports",   "dest_nets",  "when",      "message"};
+constexpr std::string_view kScheduleKeys[] = {"windows", "except_dates", "time_zone"};
+constexpr std::string_view kWindowKeys[] = {"days", "from", "to"};
+constexpr std::string_view kSafeSearchKeys[] = {"clients", "when", "google",
+                                                "youtube", "bing", "duckduckgo"};
 constexpr std::string_view kListKeys[] = {"file",       "format",  "url",    "refresh",
                                           "max_shrink", "timeout", "ca_file"};
-constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups",
-                                              "lists",  "rules",   "pac"};
+constexpr std::string_view kTopLevelKeys[] = {"server", "default", "groups",    "lists",
+                                              "rules",  "pac",     "schedules", "safe_search"};
 constexpr std::string_view kFormats[] = {"auto", "plain", "hosts", "adblock"};
 
 Position position_of(const YamlSource& src, const YAML::Node& node) {
@@ -68,7 +72,9 @@ class Loader {
         if (auto e = read_block_page(root["server"])) return *e;
         if (auto e = read_groups(root["groups"])) return *e;
         if (auto e = read_lists(root["lists"])) return *e;
+        if (auto e = read_schedules(root["schedules"])) return *e;
         if (auto e = read_rules(root["rules"])) return *e;
+        if (auto e = read_safe_search(root["safe_search"])) return *e;
         return std::move(spec_);
     }
 
@@ -312,7 +318,10 @@ class Loader {
             return src_.error_at(
                 node["action"], where + ": action must be allow or block, got \"" + *action + "\"");
         }
-        if (auto e = read_clients(node["clients"], where, rule)) return e;
+        if (auto e = read_clients(node["clients"], where, rule.has_clients, rule.clients,
+                                  rule.client_labels)) {
+            return e;
+        }
         if (auto e = read_hosts(node["hosts"], where, false, rule.hosts)) return e;
         if (auto e = read_hosts(node["domains"], where, true, rule.domains)) return e;
         if (auto e = read_regexes(node["host_regex"], where, false, rule.host_regex)) return e;
@@ -320,23 +329,224 @@ class Loader {
         if (auto e = read_list_refs(node["lists"], where, rule)) return e;
         if (auto e = read_ports(node["ports"], where, rule)) return e;
         if (auto e = read_nets(node["dest_nets"], where, rule)) return e;
+        if (auto e = read_when(node["when"], where, rule.when)) return e;
+        if (node["message"]) {
+            auto message = src_.get_string(node["message"], "message");
+            if (!message) return message.error();
+            if (message->size() > 1000) {
+                return src_.error_at(node["message"],
+                                     where + ": message is longer than 1000 bytes");
+            }
+            rule.message = *message;
+        }
         return std::nullopt;
     }
 
-    Maybe read_clients(const YAML::Node& node, const std::string& where, RuleSpec& rule) {
+    Maybe read_schedules(const YAML::Node& node) {
+        if (!node || node.IsNull()) return std::nullopt;
+        if (!node.IsMap()) {
+            return src_.error_at(node, "\"schedules\" must be a map of name: {windows: [...]}");
+        }
+        for (auto it = node.begin(); it != node.end(); ++it) {
+            Schedule schedule;
+            schedule.name = it->first.Scalar();
+            if (!is_name(schedule.name)) {
+                return src_.error_at(it->first, "bad schedule name \"" + schedule.name + "\"");
+            }
+            const std::string where = "schedule \"" + schedule.name + "\"";
+            const YAML::Node body = it->second;
+            if (!body.IsMap()) return src_.error_at(body, where + " must be a map (windows: ...)");
+            if (auto e = src_.check_keys(body, kScheduleKeys, where)) return e;
+            std::string zone;
+            if (body["time_zone"]) {
+                auto text = src_.get_string(body["time_zone"], "time_zone");
+                if (!text) return text.error();
+                if (text->empty())
+                    return src_.error_at(body["time_zone"], where + ": empty time_zone");
+                zone = *text;
+            }
+            schedule.zone = find_time_zone(zone);
+            if (!schedule.zone) {
+                return src_.error_at(zone.empty() ? body : body["time_zone"],
+                                     zone.empty() ? where + ": the system's time zone is unknown"
+                                                  : where + ": unknown time zone \"" + zone +
+                                                        "\" (a name such as Europe/Paris)");
+            }
+            schedule.zone_name = zone.empty() ? "system" : zone;
+            const YAML::Node windows = body["windows"];
+            if (!windows || !windows.IsSequence() || windows.size() == 0) {
+                return src_.error_at(windows ? windows : body,
+                                     where + " needs windows: a list of {days, from, to}");
+            }
+            for (size_t i = 0; i < windows.size(); ++i) {
+                ScheduleWindow w;
+                if (auto e = read_window(windows[i], where, w)) return e;
+                schedule.windows.push_back(w);
+            }
+            if (body["except_dates"]) {
+                auto dates = src_.get_string_list(body["except_dates"], "except_dates");
+                if (!dates) return dates.error();
+                for (size_t i = 0; i < dates->size(); ++i) {
+                    auto day = parse_date_days((*dates)[i]);
+                    if (!day) {
+                        return src_.error_at(
+                            item(body["except_dates"], i),
+                            where + ": \"" + (*dates)[i] + "\" is not a date (YYYY-MM-DD)");
+                    }
+                    schedule.except_days.push_back(*day);
+                }
+                std::sort(schedule.except_days.begin(), schedule.except_days.end());
+            }
+            spec_.schedules.push_back(std::move(schedule));
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_window(const YAML::Node& node, const std::string& where, ScheduleWindow& w) {
+        if (!node.IsMap()) return src_.error_at(node, where + ": a window is {days, from, to}");
+        if (auto e = src_.check_keys(node, kWindowKeys, where + "'s window")) return e;
+        for (const char* key : {"days", "from", "to"}) {
+            if (!node[key]) return src_.error_at(node, where + ": a window needs " + key);
+        }
+        auto days = src_.get_string_list(node["days"], "days");
+        if (!days) return days.error();
+        if (days->empty()) return src_.error_at(node["days"], where + ": days is empty");
+        for (size_t i = 0; i < days->size(); ++i) {
+            const std::string& d = (*days)[i];
+            if (d == "all" || d == "daily") {
+                w.days.fill(true);
+                continue;
+            }
+            if (d == "weekdays" || d == "weekend") {
+                for (int k = 0; k < 7; ++k) {
+                    if ((k == 0 || k == 6) == (d == "weekend")) w.days[k] = true;
+                }
+                continue;
+            }
+            auto wd = parse_weekday(d);
+            if (!wd) {
+                return src_.error_at(item(node["days"], i),
+                                     where + ": \"" + d +
+                                         "\" is not a day (sun, mon, ... sat, weekdays, "
+                                         "weekend, all)");
+            }
+            w.days[*wd] = true;
+        }
+        auto from = src_.get_string(node["from"], "from");
+        if (!from) return from.error();
+        auto from_min = parse_clock_minutes(*from, false);
+        if (!from_min) {
+            return src_.error_at(node["from"], where + ": from \"" + *from +
+                                                   "\" is not a time of day (HH:MM, 00:00-23:59)");
+        }
+        auto to = src_.get_string(node["to"], "to");
+        if (!to) return to.error();
+        auto to_min = parse_clock_minutes(*to, true);
+        if (!to_min) {
+            return src_.error_at(node["to"], where + ": to \"" + *to +
+                                                 "\" is not a time of day (HH:MM, 00:00-24:00)");
+        }
+        w.from_min = *from_min;
+        w.to_min = *to_min == 0 ? 1440 : *to_min;  // "to: 00:00" is midnight at the end
+        return std::nullopt;
+    }
+
+    // `when:` of a rule or a safe_search entry: schedule names.
+    Maybe read_when(const YAML::Node& node, const std::string& where, std::vector<size_t>& out) {
+        if (!node) return std::nullopt;
+        auto names = src_.get_string_list(node, "when");
+        if (!names) return names.error();
+        if (names->empty()) return src_.error_at(node, where + ": \"when\" is empty");
+        for (size_t i = 0; i < names->size(); ++i) {
+            const std::string& name = (*names)[i];
+            auto it = std::find_if(spec_.schedules.begin(), spec_.schedules.end(),
+                                   [&](const Schedule& s) { return s.name == name; });
+            if (it == spec_.schedules.end()) {
+                std::string message = where + ": undefined schedule \"" + name + "\"";
+                std::vector<std::string_view> known;
+                for (const Schedule& s : spec_.schedules) known.push_back(s.name);
+                std::string guess = did_you_mean(name, known);
+                if (!guess.empty()) message += " (did you mean \"" + guess + "\"?)";
+                return src_.error_at(item(node, i), message);
+            }
+            out.push_back(static_cast<size_t>(it - spec_.schedules.begin()));
+        }
+        return std::nullopt;
+    }
+
+    Maybe read_safe_search(const YAML::Node& node) {
+        if (!node || node.IsNull()) return std::nullopt;
+        if (!node.IsSequence()) {
+            return src_.error_at(node,
+                                 "\"safe_search\" must be a list of {clients, google, youtube, "
+                                 "bing, duckduckgo}");
+        }
+        for (size_t i = 0; i < node.size(); ++i) {
+            const YAML::Node entry = node[i];
+            const std::string where = "safe_search entry " + std::to_string(i + 1);
+            if (!entry.IsMap()) return src_.error_at(entry, where + " must be a map");
+            if (auto e = src_.check_keys(entry, kSafeSearchKeys, where)) return e;
+            SafeSearchSpec s;
+            Position pos = position_of(src_, entry);
+            s.line = pos.line;
+            s.col = pos.col;
+            if (auto e = read_clients(entry["clients"], where, s.has_clients, s.clients,
+                                      s.client_labels)) {
+                return e;
+            }
+            if (auto e = read_when(entry["when"], where, s.when)) return e;
+            for (auto [key, flag] : {std::pair{"google", &s.google}, std::pair{"bing", &s.bing},
+                                     std::pair{"duckduckgo", &s.duckduckgo}}) {
+                if (!entry[key]) continue;
+                auto on = read_switch(entry[key], where, key);
+                if (!on) return on.error();
+                *flag = *on;
+            }
+            if (entry["youtube"]) {
+                auto text = src_.get_string(entry["youtube"], "youtube");
+                if (!text) return text.error();
+                if (*text == "strict" || *text == "on" || *text == "true") {
+                    s.youtube = YouTubeMode::Strict;
+                } else if (*text == "moderate") {
+                    s.youtube = YouTubeMode::Moderate;
+                } else if (*text == "off" || *text == "false") {
+                    s.youtube = YouTubeMode::Off;
+                } else {
+                    return src_.error_at(entry["youtube"], where +
+                                                               ": youtube is strict, "
+                                                               "moderate or off, got \"" +
+                                                               *text + "\"");
+                }
+            }
+            spec_.safe_search.push_back(std::move(s));
+        }
+        return std::nullopt;
+    }
+
+    // on/off, true/false, yes/no.
+    Result<bool> read_switch(const YAML::Node& node, const std::string& where, const char* key) {
+        auto text = src_.get_string(node, key);
+        if (!text) return text.error();
+        if (*text == "on" || *text == "true" || *text == "yes") return true;
+        if (*text == "off" || *text == "false" || *text == "no") return false;
+        return src_.error_at(node, where + ": " + key + " is on or off, got \"" + *text + "\"");
+    }
+
+    Maybe read_clients(const YAML::Node& node, const std::string& where, bool& has_clients,
+                       NetSet& clients, std::vector<std::string>& labels) {
         if (!node) return std::nullopt;
         auto entries = src_.get_string_list(node, "clients");
         if (!entries) return entries.error();
         if (entries->empty()) return src_.error_at(node, where + ": \"clients\" is empty");
-        rule.has_clients = true;
+        has_clients = true;
         for (size_t i = 0; i < entries->size(); ++i) {
             const std::string& entry = (*entries)[i];
-            rule.client_labels.push_back(entry);
+            labels.push_back(entry);
             if (auto g = spec_.groups.find(entry); g != spec_.groups.end()) {
-                rule.clients.add(g->second);
+                clients.add(g->second);
                 continue;
             }
-            if (auto err = rule.clients.add(entry)) {
+            if (auto err = clients.add(entry)) {
                 bool looks_like_ip = entry.find_first_of(":/") != std::string::npos ||
                                      std::all_of(entry.begin(), entry.end(), [](unsigned char c) {
                                          return std::isdigit(c) || c == '.';
@@ -350,7 +560,7 @@ class Loader {
                 return src_.error_at(item(node, i), message);
             }
         }
-        rule.clients.compile();
+        clients.compile();
         return std::nullopt;
     }
 

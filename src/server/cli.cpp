@@ -15,6 +15,10 @@ std::string cli_usage() {
            "       hallpass --check [-c FILE]\n"
            "       hallpass --explain CLIENT_IP URL_OR_HOST:PORT [-c FILE]\n"
            "       hallpass --update-lists [-c FILE]\n"
+           "       hallpass grant --clients WHO [--domains NAMES] --for DURATION [--block]\n"
+           "                      [--note TEXT] [-c FILE] [--control PATH | --admin ADDR:PORT]\n"
+           "       hallpass grants [-c FILE] [--control PATH | --admin ADDR:PORT]\n"
+           "       hallpass revoke ID [-c FILE] [--control PATH | --admin ADDR:PORT]\n"
            "\n"
            "hallpass is a filtering HTTP/HTTPS forward proxy.\n"
            "\n"
@@ -34,6 +38,16 @@ std::string cli_usage() {
            "      --update-lists    fetch every list that has a url now, keep the good copies,\n"
            "                        exit 0 when none failed, 1 when one did\n"
            "      --version         print the version and exit\n"
+           "\n"
+           "Commands for the running proxy (over server.control_socket, or the admin endpoint\n"
+           "with --admin and the token of server.admin_token_file or --token-file):\n"
+           "  grant                 an exception: --clients (groups, addresses, CIDRs, comma-\n"
+           "                        separated) may reach --domains (and their subdomains) for\n"
+           "                        --for (30m, 1h30m, 2h; at most 7d) whatever the rules say;\n"
+           "                        with --block, a pause: those clients reach nothing (with\n"
+           "                        --domains, not those) until it ends; --note is shown to them\n"
+           "  grants                list the grants in force\n"
+           "  revoke ID             end grant ID now\n"
            "  -h, --help            print this help and exit\n"
            "\n"
            "Signals: TERM/INT stop gracefully; HUP reloads the rules file.\n";
@@ -59,6 +73,40 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
             value = argv[++i];
             return true;
         };
+        if (opts.command.empty() && i == 1 &&
+            (arg == "grant" || arg == "grants" || arg == "revoke")) {
+            opts.command = arg;
+            if (arg == "revoke") {
+                if (i + 1 >= argc) return Error{"revoke needs a grant ID (see hallpass grants)"};
+                opts.revoke_id = argv[++i];
+            }
+            continue;
+        }
+        const bool grant_option = arg == "--clients" || arg == "--domains" || arg == "--for" ||
+                                  arg == "--block" || arg == "--note";
+        if (grant_option && opts.command != "grant") {
+            return Error{"option " + arg + " belongs to the grant command"};
+        }
+        const bool control_option = arg == "--control" || arg == "--admin" || arg == "--token-file";
+        if (control_option && opts.command.empty()) {
+            return Error{"option " + arg + " belongs to the grant, grants and revoke commands"};
+        }
+        if (grant_option || control_option) {
+            if (arg == "--block") {
+                opts.grant_block = true;
+                continue;
+            }
+            if (!take_value()) return Error{"option " + arg + " needs a value"};
+            std::string* into = arg == "--clients"   ? &opts.grant_clients
+                                : arg == "--domains" ? &opts.grant_domains
+                                : arg == "--for"     ? &opts.grant_for
+                                : arg == "--note"    ? &opts.grant_note
+                                : arg == "--control" ? &opts.control_socket
+                                : arg == "--admin"   ? &opts.admin
+                                                     : &opts.token_file;
+            *into = value;
+            continue;
+        }
         if (arg == "-h" || arg == "--help") {
             opts.show_help = true;
         } else if (arg == "--version") {
@@ -98,6 +146,13 @@ Result<CliOptions> parse_cli(int argc, char** argv) {
             }
         } else {
             return Error{"unknown option \"" + arg + "\" (see hallpass --help)"};
+        }
+    }
+    if (opts.command == "grant") {
+        if (opts.grant_clients.empty()) return Error{"grant needs --clients"};
+        if (opts.grant_for.empty()) return Error{"grant needs --for (30m, 1h, 2h30m)"};
+        if (!opts.grant_block && opts.grant_domains.empty()) {
+            return Error{"grant needs --domains (or --block, to pause those clients)"};
         }
     }
     return opts;

@@ -19,6 +19,7 @@
 #include "hallpass/rules/rules_file.h"
 #include "hallpass/rules/rules_loader.h"
 #include "hallpass/server/cli.h"
+#include "hallpass/server/control.h"
 #include "hallpass/server/privileges.h"
 #include "hallpass/server/server.h"
 
@@ -292,6 +293,15 @@ int main(int argc, char** argv) {
     if (opts->check) return run_check(*opts);
     if (opts->update_lists) return run_update_lists(*opts);
     if (opts->explain) return run_explain(*opts);
+    if (!opts->command.empty()) {
+        bool command_defaults = false;
+        auto config = load_config(*opts, &command_defaults);
+        if (!config) {
+            std::fprintf(stderr, "hallpass: %s\n", config.error().to_string().c_str());
+            return 2;
+        }
+        return run_control_command(*opts, config->server);
+    }
 
     bool defaults = false;
     auto loaded = load_config(*opts, &defaults);

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -26,11 +27,13 @@
 #include "hallpass/proxy/dns.h"
 #include "hallpass/proxy/pipe_pool.h"
 #include "hallpass/proxy/worker.h"
+#include "hallpass/rules/grants.h"
 #include "hallpass/rules/list_updater.h"
 #include "hallpass/rules/reloader.h"
 #include "hallpass/rules/rule_set.h"
 #include "hallpass/rules/rule_store.h"
 #include "hallpass/rules/rules_file.h"
+#include "hallpass/server/control.h"
 #include "hallpass/server/notify.h"
 
 namespace hallpass {
@@ -288,17 +291,28 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
         close_all();
         return *err;
     }
-    if (s->cfg_.admin != "off") {
+    // Grants: kept in the state directory; a damaged file is reported and set aside.
+    s->grants_ = std::make_unique<GrantStore>(
+        (std::filesystem::path(s->cfg_.state_dir) / "grants.json").string());
+    if (auto loaded = s->grants_->load(static_cast<int64_t>(std::time(nullptr))); !loaded) {
+        LOG_WARN("%s; starting without grants", loaded.error().to_string().c_str());
+    }
+    s->shared_->grants = s->grants_.get();
+    s->control_ = std::make_unique<GrantControl>(*s->grants_, *s->rules_);
+    const bool admin_tcp = s->cfg_.admin != "off";
+    if (admin_tcp || !s->cfg_.control_socket.empty()) {
         AdminHosts admin_hosts;
         admin_hosts.names = s->cfg_.admin_hosts;
         // Bound to 0.0.0.0 or ::, it is reached on any of the machine's addresses.
-        if (auto a = parse_listen_address(s->cfg_.admin)) {
+        if (auto a = parse_listen_address(s->cfg_.admin); a && admin_tcp) {
             auto ip = IpAddr::from_sockaddr(reinterpret_cast<const sockaddr*>(&a->addr));
             if (ip && ip->hi == 0 && ip->lo == 0)
                 admin_hosts.own_addresses.add(s->shared_->local_addresses);
         }
-        auto admin = AdminServer::start(s->cfg_.admin, *s->stats_, std::move(admin_hosts),
-                                        static_cast<size_t>(s->cfg_.admin_max_connections));
+        AdminControl control{s->control_.get(), s->cfg_.control_socket, s->cfg_.admin_token};
+        auto admin = AdminServer::start(
+            admin_tcp ? s->cfg_.admin : std::string(), *s->stats_, std::move(admin_hosts),
+            static_cast<size_t>(s->cfg_.admin_max_connections), std::move(control));
         if (!admin) {
             close_all();
             return admin.error();
@@ -306,9 +320,11 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
         s->admin_ = std::move(*admin);
         // A proxied request to the admin port is refused like one to a proxy port: the admin
         // listener is meant for loopback, and the proxy itself connects from loopback.
-        auto bound = parse_listen_address(s->admin_->bound());
-        const auto* sa = reinterpret_cast<const sockaddr*>(&bound->addr);
-        s->shared_->self.push_back(SelfAddress::of(sa, true));
+        if (admin_tcp) {
+            auto bound = parse_listen_address(s->admin_->bound());
+            const auto* sa = reinterpret_cast<const sockaddr*>(&bound->addr);
+            s->shared_->self.push_back(SelfAddress::of(sa, true));
+        }
     }
     for (int w = 0; w < threads; ++w) {
         auto worker = std::make_unique<Worker>(w, s->cfg_, hosts, *s->shared_, *s->rules_);
@@ -377,8 +393,10 @@ int Server::run() {
     for (const std::string& addr : pac_bound_) {
         LOG_INFO("proxy auto-config on http://%s/proxy.pac and /wpad.dat", addr.c_str());
     }
-    if (admin_)
+    if (admin_ && !admin_->bound().empty())
         LOG_INFO("admin endpoint on http://%s/ (/metrics, /stats.json)", admin_->bound().c_str());
+    if (admin_ && !cfg_.control_socket.empty())
+        LOG_INFO("control socket %s (hallpass grant)", cfg_.control_socket.c_str());
     LOG_INFO("hallpass %s ready: %zu worker threads", HALLPASS_VERSION, workers_.size());
     notify::ready("listening on " + (bound_.empty() ? std::string("nothing") : bound_.front()) +
                   (bound_.size() > 1 ? " and " + std::to_string(bound_.size() - 1) + " more" : "") +

@@ -124,6 +124,13 @@ struct ServerConfig {
     std::vector<std::string> pac_listen;
     // Where hallpass keeps what must survive a restart: the last good copy of each list by URL.
     std::string state_dir = "/var/lib/hallpass";
+    // The local control socket `hallpass grant` talks to: root and members of the
+    // hallpass-admin group may connect. "" (written "off"): none.
+    std::string control_socket = "/run/hallpass/control.sock";
+    // A file holding the token that lets the admin endpoint take control requests (grants)
+    // with "Authorization: Bearer TOKEN"; "" = no control over the admin endpoint.
+    std::string admin_token_file;
+    std::string admin_token;  // its contents, read when the configuration is loaded
     PacConfig pac;  // the top-level `pac:` section
 };
 

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "hallpass/base/error.h"
+#include "hallpass/base/json_text.h"  // append_json_string (tests use it through this header)
 #include "hallpass/config/config.h"
-#include "hallpass/observe/json_text.h"  // append_json_string (tests use it through this header)
 #include "hallpass/observe/transaction.h"
 
 namespace hallpass {

@@ -41,6 +41,24 @@ struct AdminHosts {
     bool allows(std::string_view host_header) const;
 };
 
+// Control requests: /api/... (grants), answered by a layer above this one (the server) on the
+// admin thread. Only requests on the control socket, or over TCP with the admin token, reach it.
+class AdminController {
+  public:
+    virtual ~AdminController() = default;
+    // `method` GET, POST or DELETE; `target` the raw origin-form target ("/api/grants?...").
+    virtual AdminResponse control(std::string_view method, std::string_view target) = 0;
+};
+
+struct AdminControl {
+    AdminController* controller = nullptr;  // null: /api/ is 404
+    // A Unix socket for local control (mode 0660, group hallpass-admin when it exists); its
+    // clients need no token. "" = none.
+    std::string socket_path;
+    // "Authorization: Bearer TOKEN" lets a TCP client use /api/; "" = only the socket can.
+    std::string token;
+};
+
 // The bytes of an answer: status line, headers (Content-Length always; Connection: close when
 // `close`), and the body unless `head_only`.
 std::string admin_response_bytes(const AdminResponse& r, bool head_only, bool close);
@@ -54,14 +72,15 @@ class AdminServer {
     // must outlive the server. `hosts.own_addresses` may be left empty: the bound address is
     // added (for a 0.0.0.0 or :: listener, the caller fills in the machine's addresses).
     // At most `max_connections` (at least 1) connections at once.
+    // `address` "" = no TCP listener (the control socket alone).
     static Result<std::unique_ptr<AdminServer>> start(
         const std::string& address, const Stats& stats, AdminHosts hosts = {},
-        size_t max_connections = kDefaultMaxConnections);
+        size_t max_connections = kDefaultMaxConnections, AdminControl control = {});
     ~AdminServer();  // stops the loop and joins the thread
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
 
-    // The address actually bound, "ip:port".
+    // The address actually bound, "ip:port" ("" without a TCP listener).
     const std::string& bound() const { return bound_; }
 
     // What the server answers to `method` (GET, HEAD, ...) on `target` (the raw request target).
@@ -79,7 +98,8 @@ class AdminServer {
   private:
     class Client;
     AdminServer() = default;
-    void on_accept(evutil_socket_t fd);
+    void on_accept(evutil_socket_t fd, bool trusted);
+    AdminResponse route(Client& c, const RequestHead& head);
     void on_accept_error();
     bool evict_idle();  // closes the longest-idle connection; false when none is idle
     void arm_deadline(Client& c);
@@ -95,6 +115,8 @@ class AdminServer {
     size_t max_connections_ = kDefaultMaxConnections;
     EventBasePtr base_;     // declared first: freed last (the destructor frees in order)
     ListenerPtr listener_;  // paused on EMFILE
+    ListenerPtr control_listener_;  // the Unix control socket, if any
+    AdminControl control_;
     EventPtr resume_timer_;
     EventPtr stop_event_;
     std::unordered_map<Client*, std::unique_ptr<Client>> clients_;

@@ -41,6 +41,10 @@ struct Transaction {
     uint64_t bytes_to_client = 0;    // bytes sent to the client (head and body / tunnel bytes)
     uint64_t bytes_from_client = 0;  // bytes received from the client (head and body)
     std::string error;          // why it did not complete cleanly; "" when it did
+    // Safe search: the enforcement name the request or tunnel was connected to instead of
+    // `host`'s own addresses ("forcesafesearch.google.com"); "" when not re-targeted.
+    std::string safe_search;
+    std::string message;  // a blocked request: the words the block page gave ("" = none)
 };
 
 const char* kind_name(Transaction::Kind kind);

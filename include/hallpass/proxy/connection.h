@@ -27,6 +27,7 @@ namespace hallpass {
 
 class Worker;
 class RuleSet;
+class GrantSet;
 struct DnsAnswer;
 
 class Connection final : public Relay::Owner, public Pump::Owner, private ResetWatch::Owner {
@@ -66,6 +67,10 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     bool idle() const;
     // Closes an idle connection to make room for a new one at a connection limit.
     void evict() { finish("closed while idle to make room (connection limit)"); }
+    // A schedule opened or closed, a grant started or ended, or new rules came: decides the
+    // tunnel or exchange in progress (or, idle, the last request) again, and closes the
+    // connection when that is now blocked, logging the rule.
+    void recheck_policy(const RuleSet& rules, const GrantSet& grants, int64_t now_s);
 
     // libevent trampolines (public for the C callbacks in connection.cpp).
     void on_client_bytes(bool output, size_t added, size_t deleted);
@@ -107,7 +112,12 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     void answer_self(const Authority& self, uint16_t port, std::string_view path);
     bool check_policy();
     bool refuse_destination(const IpAddr& ip);
-    void reply_blocked(const std::string& rule);
+    // The block page: `message` for the person blocked, `until` when it opens again ("" = not
+    // known).
+    void reply_blocked(const std::string& rule, std::string message, std::string until);
+    void remember_request();       // the request that ended, for recheck_policy() while idle
+    std::string pool_key() const;  // the target, and the safe-search name if any
+    Authority upstream_authority() const;  // what is resolved: the target or that name
     std::string request_url() const;  // as the client sent it (logs, block page)
     std::string rules_url() const;    // normalised path (normalize_path): what url_regex sees
     bool output_full() const;         // the client's output holds buffer_bytes or more
@@ -210,6 +220,14 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     std::pmr::monotonic_buffer_resource arena_;  // blocks from the worker's head_memory()
     Exchange x_{&arena_};
     bool answers_paused_ = false;  // client reads paused: its output full (pipelining)
+
+    // The last request that went through, kept between requests for recheck_policy(); empty
+    // host: none (or the last was blocked).
+    std::string last_host_;
+    HostKind last_kind_ = HostKind::Name;
+    uint16_t last_port_ = 0;
+    std::string last_url_;        // only when the rules look at URLs
+    std::string closed_by_rule_;  // finish()'s reason when recheck_policy() closed it
 
     // Accounting for the access log and statistics, over the connection's life.
     uint64_t client_in_total_ = 0;   // bytes taken out of the client's input buffer

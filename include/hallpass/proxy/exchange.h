@@ -49,6 +49,10 @@ struct Exchange {
     // the second check after DNS.
     std::shared_ptr<const RuleSet> rules;
     int decided_rule = -1;
+    bool granted = false;  // allowed by a grant (an exception): no second check after DNS
+    // Safe search: the enforcement name resolved and connected to instead of target.host
+    // (a string literal of safe_search.cpp); null when not re-targeted.
+    const char* safe_search = nullptr;
 
     // Upstream choice.
     std::vector<sockaddr_storage> addrs;

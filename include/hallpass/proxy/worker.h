@@ -21,6 +21,7 @@
 #include "hallpass/observe/transaction.h"
 #include "hallpass/proxy/client_table.h"
 #include "hallpass/proxy/destination_guard.h"
+#include "hallpass/rules/grants.h"
 #include "hallpass/rules/rule_store.h"
 
 namespace hallpass {
@@ -65,6 +66,8 @@ struct SharedState {
     // Every worker, by index, so one at a connection limit can ask another to close an idle
     // connection (request_evict). Set before the workers start.
     std::vector<Worker*> workers;
+    // Timed exceptions and pauses (`hallpass grant`); null: none. Set before the workers start.
+    const GrantStore* grants = nullptr;
 
     // True when ip:port is one of our own listening addresses (a request there would loop).
     // *admin (when given) says whether it is the admin endpoint's.
@@ -117,6 +120,11 @@ class Worker {
     std::pmr::memory_resource* head_memory() { return &head_memory_; }
     // The rule snapshot for a request starting now (refreshed after a reload).
     const std::shared_ptr<const RuleSet>& rules() { return rules_.get(); }
+    // The grants in force now.
+    const std::shared_ptr<const GrantSet>& grants() { return grants_.get(); }
+    // The wall clock (Unix seconds) as of this loop turn: what schedules and grants are
+    // checked at.
+    int64_t now_s() const;
     // A request ended: hand its record to every sink (worker thread only).
     void record(const Transaction& txn) {
         for (TransactionSink* sink : shared_.sinks) sink->record(index_, txn);
@@ -136,6 +144,10 @@ class Worker {
     void on_rules_refresh() { (void)rules_.get(); }
     void on_stats_tick();
     void on_evict();
+    // Twice a second, and after a reload: when a schedule opened or closed, a grant started
+    // or ended, or new rules came, every connection is decided again and those now blocked
+    // close (recheck_policy).
+    void on_policy_tick();
 
   private:
     void close_listeners();
@@ -162,9 +174,21 @@ class Worker {
     EventPtr grace_timer_;
     EventPtr resume_timer_;  // re-enables accepting after EMFILE
     EventPtr stats_timer_;  // 1 s, persistent; only with SharedState::stats
+    EventPtr policy_timer_;  // 500 ms, persistent
     std::mutex evict_mu_;
     std::vector<uint64_t> evict_ids_;  // guarded by evict_mu_
     RuleCache rules_;
+    GrantCache grants_;
+    // What the connections were last decided under (on_policy_tick). Held, not just pointed
+    // at, so a new snapshot can never be mistaken for a freed one at the same address.
+    struct PolicyKey {
+        std::shared_ptr<const RuleSet> rules;
+        uint64_t schedules = 0;
+        std::shared_ptr<const GrantSet> grants;
+        uint64_t active_grants = 0;
+        bool operator==(const PolicyKey&) const = default;
+    };
+    PolicyKey policy_key_;
     // Before the connections, which give their arenas' blocks back to it when freed.
     std::pmr::unsynchronized_pool_resource head_memory_{
         std::pmr::pool_options{.max_blocks_per_chunk = 16, .largest_required_pool_block = 16384}};

@@ -8,7 +8,9 @@
 #include <re2/set.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +31,7 @@ struct RequestFacts {
     HostKind host_kind = HostKind::Name;
     uint16_t port = 0;
     std::string_view url;  // "http://host[:port]/path?query" for HTTP; empty for CONNECT
+    int64_t now_s = 0;     // wall clock (Unix seconds): what rules with `when:` are checked at
 };
 
 struct Decision {
@@ -45,6 +48,13 @@ struct Explanation {
                               // "dest_nets", "clients", or "" (a rule with no conditions)
     std::string entry;        // "tiktok.com", the pattern, "ads"
     std::string entry_where;  // "rules.yaml:14:16", or "ads.txt:1832" for a list entry
+    // The deciding rule's schedules (`when:`): "school-nights (active)"; "" when it has none.
+    std::string when;
+    // When the deciding rule stops holding because its schedules close ("07:00"); "" if never.
+    std::string until;
+    // The next time any schedule opens or closes, and the decision then ("21:00: block by
+    // bedtime"); "" without schedules or when the decision stays the same for two weeks.
+    std::string next_change;
 };
 
 struct ListSummary {
@@ -85,6 +95,29 @@ class RuleSet {
 
     bool needs_url() const { return url_re_ != nullptr; }
     const std::string& rule_name(int rule) const { return spec_.rules[rule].name; }
+    const std::string& rule_message(int rule) const { return spec_.rules[rule].message; }
+
+    // Schedules. The state of every schedule at `now_s` is computed once per second per thread.
+    size_t schedule_count() const { return spec_.schedules.size(); }
+    const Schedule& schedule(size_t i) const { return spec_.schedules[i]; }
+    bool schedule_active(size_t i, int64_t now_s) const;
+    // One bit per schedule (and bit 63 for all past the 63rd): a change means a window opened or
+    // closed, and open connections must be decided again.
+    uint64_t schedule_state(int64_t now_s) const;
+    // When rule `rule` (which holds now) stops holding because its schedules close; none for a
+    // rule without `when:` or whose schedules stay open for two weeks.
+    std::optional<int64_t> rule_until(int rule, int64_t now_s) const;
+    // "07:00" / "Mon 07:00" for a time `rule_until` gave, in the rule's first schedule's zone.
+    std::string rule_time_label(int rule, int64_t at_s, int64_t now_s) const;
+
+    // Safe search (applies to allowed requests): the enforcement name to connect to instead of
+    // facts.host, or null (not a search host, or no safe_search entry for this client now).
+    const char* safe_search_target(const RequestFacts& facts) const;
+    bool has_safe_search() const { return !spec_.safe_search.empty(); }
+
+    const std::map<std::string, NetSet>& groups() const { return spec_.groups; }
+    // The names of the groups `ip` is in, ", "-separated ("kids"); "" when none.
+    std::string groups_of(const IpAddr& ip) const;
     const std::string& block_page_template() const { return block_page_; }
 
     size_t rule_count() const { return spec_.rules.size(); }
@@ -101,6 +134,7 @@ class RuleSet {
   private:
     RuleSet() = default;
     bool rule_holds(uint32_t rule, const RequestFacts& facts) const;
+    bool any_active(const std::vector<size_t>& schedules, int64_t now_s) const;
     template <class Fn>
     void for_each_destination_match(const RequestFacts& facts, const uint32_t& bound,
                                     Fn&& fn) const;
@@ -126,12 +160,24 @@ class RuleSet {
     std::vector<uint32_t> always_;     // rules with no destination condition (ascending)
     std::vector<uint32_t> dest_nets_;  // rules with dest_nets (ascending)
     std::string block_page_;
+    uint64_t serial_ = 0;  // unique per compiled set: keys the per-thread schedule cache
 };
 
-// Fills `tmpl` ({{host}}, {{rule}}, {{client}}, {{url}}; values HTML-escaped) or the built-in
-// page when `tmpl` is empty, and wraps it as a complete 403 response with X-Hallpass-Rule.
-std::string make_block_response(std::string_view tmpl, std::string_view host, std::string_view rule,
-                                std::string_view client, std::string_view url, bool keep_alive,
+// What the block page says.
+struct BlockPage {
+    std::string_view host;
+    std::string_view rule;
+    std::string_view client;  // the device's address
+    std::string_view group;   // its groups ("kids"), "" when none
+    std::string_view url;
+    std::string_view message;  // the rule's message: (or a grant's), "" when none
+    std::string_view until;    // "07:00" when it opens again by itself, "" when not known
+};
+
+// Fills `tmpl` ({{host}}, {{rule}}, {{client}}, {{group}}, {{url}}, {{message}}, {{until}};
+// values HTML-escaped) or the built-in page when `tmpl` is empty, and wraps it as a complete 403
+// response with X-Hallpass-Rule.
+std::string make_block_response(std::string_view tmpl, const BlockPage& page, bool keep_alive,
                                 bool head_only);
 
 }  // namespace hallpass

@@ -1,4 +1,5 @@
-// The rule sections of rules.yaml (`default:`, `groups:`, `lists:`, `rules:`) -> a validated
+// The rule sections of rules.yaml (`default:`, `groups:`, `lists:`, `schedules:`, `rules:`,
+// `safe_search:`) -> a validated
 // RuleSpec: every name, CIDR, port, host and RE2 pattern checked, every reference resolved, every
 // problem reported as file:line:col. Pure data out; rule_set compiles it. Runs at start-up and on
 // the reload thread, never on an event loop.
@@ -11,6 +12,8 @@
 
 #include "hallpass/base/error.h"
 #include "hallpass/base/net_set.h"
+#include "hallpass/rules/safe_search.h"
+#include "hallpass/rules/schedule.h"
 
 namespace hallpass {
 
@@ -63,6 +66,9 @@ struct RuleSpec {
     NetSet dest_nets;
     std::vector<std::string> dest_net_labels;
     std::vector<uint16_t> ports;  // empty = any
+    std::vector<size_t>
+        when;             // schedule indexes: the rule holds while one is active; empty = always
+    std::string message;  // plain words for the person blocked ("" = none)
 
     bool has_destination() const {
         return !hosts.empty() || !domains.empty() || !host_regex.empty() || !url_regex.empty() ||
@@ -75,7 +81,9 @@ struct RulesSpec {
     Action default_action = Action::Allow;
     std::map<std::string, NetSet> groups;
     std::vector<ListSpec> lists;
+    std::vector<Schedule> schedules;
     std::vector<RuleSpec> rules;
+    std::vector<SafeSearchSpec> safe_search;
     std::string block_page_path;  // server.block_page, resolved; "" = built-in page
 };
 

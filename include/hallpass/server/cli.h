@@ -25,6 +25,18 @@ struct CliOptions {
     bool update_lists = false;  // --update-lists: fetch every list by URL now, exit
     std::string explain_client;
     std::string explain_target;  // URL, or HOST:PORT (a CONNECT)
+
+    // Commands for the running proxy: "grant", "grants", "revoke" ("" = none: run or a mode).
+    std::string command;
+    std::string grant_clients;  // --clients kids,10.0.0.5
+    std::string grant_domains;  // --domains youtube.com
+    std::string grant_for;      // --for 30m
+    bool grant_block = false;   // --block: a pause instead of an exception
+    std::string grant_note;     // --note TEXT
+    std::string revoke_id;
+    std::string control_socket;  // --control PATH (default: server.control_socket)
+    std::string admin;           // --admin ADDR:PORT: the admin endpoint instead of the socket
+    std::string token_file;      // --token-file FILE (default: server.admin_token_file)
 };
 
 // Parses argv. Unknown options and missing or bad values are errors naming the option.

@@ -17,6 +17,8 @@ class AccessLog;
 class ListUpdater;
 struct ListSpec;
 class AdminServer;
+class GrantStore;
+class GrantControl;
 class Stats;
 class Worker;
 struct SharedState;
@@ -52,6 +54,8 @@ class Server {
     std::string rules_path_;
     std::unique_ptr<AccessLog> access_log_;  // null when off; outlives the workers
     std::unique_ptr<Stats> stats_;  // before workers_ and admin_, which use it
+    std::unique_ptr<GrantStore> grants_;  // before the workers and the admin, which use it
+    std::unique_ptr<GrantControl> control_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::unique_ptr<AdminServer> admin_;
     std::vector<std::string> bound_;

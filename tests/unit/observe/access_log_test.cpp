@@ -409,7 +409,28 @@ TEST_CASE("access_log: json line carries every field") {
     CHECK(o["elapsed_ms"] == "789");
     CHECK(o["content_type"] == "text/plain");
     CHECK(o["error"] == "null");
-    CHECK(o.size() == 22);
+    CHECK(o["safe_search"] == "null");
+    CHECK(o.size() == 23);
+}
+
+TEST_CASE("access_log: a safe-search rewrite is recorded in both formats") {
+    Transaction t;
+    t.kind = Transaction::Kind::Tunnel;
+    t.client = *IpAddr::parse("192.168.1.50");
+    t.method = "CONNECT";
+    t.url = "www.google.com:443";
+    t.host = "www.google.com";
+    t.port = 443;
+    t.status = 200;
+    t.rule = "default";
+    t.upstream = "216.239.38.120:443";
+    t.connect_ms = 2;
+    t.safe_search = "forcesafesearch.google.com";
+    const std::string squid = format_squid(t);
+    CHECK(squid.find(" HIER_DIRECT/forcesafesearch.google.com ") != std::string::npos);
+    const std::string json = format_json(t);
+    CHECK(json.find("\"safe_search\":\"forcesafesearch.google.com\"") != std::string::npos);
+    CHECK(json.find("\"upstream\":\"216.239.38.120:443\"") != std::string::npos);
 }
 
 TEST_CASE("access_log: json unknown values are null") {

@@ -187,21 +187,42 @@ TEST_CASE("rule_set: explain names the rule, the condition and the entry with po
 }
 
 TEST_CASE("rule_set: block page fills the template and escapes values") {
-    std::string page =
-        make_block_response("<p>{{host}} by {{rule}} for {{client}} at {{url}}</p>", "a<b>.example",
-                            "r\"1", "10.0.0.1", "http://x/?a&b", true, false);
+    BlockPage p{
+        .host = "a<b>.example", .rule = "r\"1", .client = "10.0.0.1", .url = "http://x/?a&b"};
+    std::string page = make_block_response("<p>{{host}} by {{rule}} for {{client}} at {{url}}</p>",
+                                           p, true, false);
     CHECK(page.starts_with("HTTP/1.1 403 Forbidden\r\n"));
     CHECK(page.find("X-Hallpass-Rule: r\"1\r\n") != std::string::npos);
     CHECK(page.find("Connection: close") == std::string::npos);
     CHECK(page.find("<p>a&lt;b&gt;.example by r&quot;1 for 10.0.0.1 at http://x/?a&amp;b</p>") !=
           std::string::npos);
-    std::string builtin =
-        make_block_response("", "tiktok.com", "kids-social", "10.0.0.1", "", false, false);
+    BlockPage b{.host = "tiktok.com", .rule = "kids-social", .client = "10.0.0.1"};
+    std::string builtin = make_block_response("", b, false, false);
     CHECK(builtin.find("tiktok.com") != std::string::npos);
     CHECK(builtin.find("kids-social") != std::string::npos);
     CHECK(builtin.find("Connection: close\r\n") != std::string::npos);
-    std::string head = make_block_response("", "h", "r", "c", "", true, true);
+    // Without a message or an opening time, those lines are hidden.
+    CHECK(builtin.find("class=\"message empty\"") != std::string::npos);
+    CHECK(builtin.find("class=\"until empty\"") != std::string::npos);
+    std::string head =
+        make_block_response("", BlockPage{.host = "h", .rule = "r", .client = "c"}, true, true);
     CHECK(head.ends_with("\r\n\r\n"));
+}
+
+TEST_CASE("rule_set: the built-in block page says the message, the opening time and the device") {
+    BlockPage p{.host = "tiktok.com",
+                .rule = "bedtime",
+                .client = "192.168.1.50",
+                .group = "kids",
+                .message = "Time for bed <3",
+                .until = "07:00"};
+    std::string page = make_block_response("", p, true, false);
+    CHECK(page.find("<p class=\"message\">Time for bed &lt;3</p>") != std::string::npos);
+    CHECK(page.find("It opens again at <strong>07:00</strong>") != std::string::npos);
+    CHECK(page.find("class=\"until\"") != std::string::npos);
+    CHECK(page.find("kids: 192.168.1.50") != std::string::npos);
+    std::string custom = make_block_response("{{group}}|{{message}}|{{until}}", p, true, false);
+    CHECK(custom.ends_with("kids|Time for bed &lt;3|07:00"));
 }
 
 TEST_CASE("rule_set: a reload keeps unchanged regex sets (warm DFA) and maps them to new rules") {

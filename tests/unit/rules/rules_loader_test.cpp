@@ -73,6 +73,59 @@ rules:
     CHECK(spec->lists[0].path == (dir.path / "ads.txt").string());
 }
 
+TEST_CASE("rules_loader: schedules, when, message and safe_search") {
+    Dir dir;
+    auto spec = load(dir, R"(groups:
+  kids: [192.168.1.50]
+schedules:
+  school-nights:
+    windows:
+      - { days: [sun, mon, tue, wed, thu], from: "21:00", to: "07:00" }
+      - { days: [sat], from: "23:00", to: "08:00" }
+    except_dates: ["2026-12-31", "2026-12-24"]
+    time_zone: Europe/Paris
+  weekend: { windows: [{ days: weekend, from: "00:00", to: "24:00" }] }
+rules:
+  - name: bedtime
+    action: block
+    clients: kids
+    when: [school-nights, weekend]
+    message: "Time to sleep."
+safe_search:
+  - { clients: kids, google: on, youtube: strict, bing: on, duckduckgo: on }
+  - { when: weekend, youtube: moderate }
+)");
+    INFO((spec.ok() ? std::string() : spec.error().to_string()));
+    REQUIRE(spec.ok());
+    REQUIRE(spec->schedules.size() == 2);
+    const Schedule& s = spec->schedules[0];
+    CHECK(s.name == "school-nights");
+    CHECK(s.zone_name == "Europe/Paris");
+    REQUIRE(s.windows.size() == 2);
+    CHECK(s.windows[0].from_min == 21 * 60);
+    CHECK(s.windows[0].to_min == 7 * 60);
+    CHECK(s.windows[0].days == std::array<bool, 7>{true, true, true, true, true, false, false});
+    CHECK(s.windows[1].days[6]);
+    REQUIRE(s.except_days.size() == 2);
+    CHECK(s.except_days[0] < s.except_days[1]);  // sorted
+    CHECK(spec->schedules[1].zone_name == "system");
+    CHECK(spec->schedules[1].windows[0].days[0]);
+    CHECK(spec->schedules[1].windows[0].to_min == 1440);
+    REQUIRE(spec->rules.size() == 1);
+    CHECK(spec->rules[0].when == std::vector<size_t>{0, 1});
+    CHECK(spec->rules[0].message == "Time to sleep.");
+    REQUIRE(spec->safe_search.size() == 2);
+    CHECK(spec->safe_search[0].has_clients);
+    CHECK(spec->safe_search[0].google);
+    CHECK(spec->safe_search[0].youtube == YouTubeMode::Strict);
+    CHECK(spec->safe_search[0].bing);
+    CHECK(spec->safe_search[0].duckduckgo);
+    CHECK_FALSE(spec->safe_search[1].has_clients);
+    CHECK(spec->safe_search[1].when == std::vector<size_t>{1});
+    CHECK(spec->safe_search[1].youtube == YouTubeMode::Moderate);
+    CHECK_FALSE(spec->safe_search[1].google);
+}
+
 TEST_CASE("rules_loader: IDN rule entries become punycode") {
     Dir dir;
     auto spec = load(dir, "rules:\n  - action: block\n    domains: [bücher.example]\n");
@@ -134,6 +187,36 @@ TEST_CASE("rules_loader: every validation error has file:line:col") {
          "rules.yaml:3:12: rule name \"a\" is already used at rules.yaml:2:5"},
         {"rules not a list", "rules: {a: 1}\n",
          "rules.yaml:1:8: \"rules\" must be a list of rules"},
+        {"undefined schedule",
+         "schedules:\n  school-nights: {windows: [{days: [mon], from: '21:00', to: '07:00'}]}\n"
+         "rules:\n  - action: block\n    when: school-night\n",
+         "rules.yaml:5:11: rule \"rule 1\": undefined schedule \"school-night\" (did you mean "
+         "\"school-nights\"?)"},
+        {"bad day",
+         "schedules:\n  s: {windows: [{days: [mon, funday], from: '21:00', to: '07:00'}]}\n",
+         "rules.yaml:2:30: schedule \"s\": \"funday\" is not a day"},
+        {"bad time", "schedules:\n  s: {windows: [{days: [mon], from: '25:00', to: '07:00'}]}\n",
+         "rules.yaml:2:37: schedule \"s\": from \"25:00\" is not a time of day"},
+        {"window without to", "schedules:\n  s: {windows: [{days: [mon], from: '21:00'}]}\n",
+         "rules.yaml:2:17: schedule \"s\": a window needs to"},
+        {"bad date",
+         "schedules:\n  s:\n    windows: [{days: [mon], from: '21:00', to: '07:00'}]\n"
+         "    except_dates: [2026-13-01]\n",
+         "rules.yaml:4:20: schedule \"s\": \"2026-13-01\" is not a date (YYYY-MM-DD)"},
+        {"unknown time zone",
+         "schedules:\n  s:\n    windows: [{days: [mon], from: '21:00', to: '07:00'}]\n"
+         "    time_zone: Mars/Olympus\n",
+         "rules.yaml:4:16: schedule \"s\": unknown time zone \"Mars/Olympus\""},
+        {"schedule without windows", "schedules:\n  s: {time_zone: UTC}\n",
+         "rules.yaml:2:6: schedule \"s\" needs windows"},
+        {"bad youtube mode", "safe_search:\n  - {youtube: maybe}\n",
+         "rules.yaml:2:15: safe_search entry 1: youtube is strict, moderate or off, got \"maybe\""},
+        {"bad switch", "safe_search:\n  - {google: perhaps}\n",
+         "rules.yaml:2:14: safe_search entry 1: google is on or off, got \"perhaps\""},
+        {"misspelt safe search key", "safe_search:\n  - {gogle: on}\n",
+         "rules.yaml:2:6: unknown key \"gogle\" in safe_search entry 1 (did you mean \"google\"?)"},
+        {"safe search group", "safe_search:\n  - {clients: kidz, google: on}\n",
+         "rules.yaml:2:15: safe_search entry 1: undefined group \"kidz\""},
     };
     for (const Row& row : rows) {
         SUBCASE(row.name) {

@@ -1,5 +1,5 @@
 // JSON string literals from arbitrary bytes (access log lines, /stats.json).
-#include "hallpass/observe/json_text.h"
+#include "hallpass/base/json_text.h"
 
 namespace hallpass {
 namespace {
