@@ -820,20 +820,20 @@ void Connection::remember_request() {
 }
 
 void Connection::recheck_policy(const RuleSet& rules, const GrantSet& grants, int64_t now_s) {
-    // What this connection is doing for its client: the tunnel or the exchange in progress,
-    // or, kept alive between requests, the last request it carried.
+    // A tunnel, a request still resolving or connecting (nothing answered yet), or, kept alive
+    // between requests, the last request it carried. An HTTP exchange under way finishes (it
+    // was allowed when it started; its connection's next request is decided anew).
     std::string_view host;
     HostKind kind = HostKind::Name;
     uint16_t port = 0;
     std::string url;
-    const bool current = state_ == State::Tunneling || state_ == State::Resolving ||
-                         state_ == State::Connecting || state_ == State::Exchanging;
-    if (current && x_.rules) {
+    const bool pending = state_ == State::Resolving || state_ == State::Connecting;
+    if ((state_ == State::Tunneling || pending) && x_.rules) {
         host = x_.target.host;
         kind = x_.target.kind;
         port = x_.target.port;
         if (!x_.is_connect && rules.needs_url()) url = rules_url();
-    } else if (state_ == State::ReadingHead && !last_host_.empty()) {
+    } else if (state_ == State::ReadingHead && idle() && !last_host_.empty()) {
         host = last_host_;
         kind = last_kind_;
         port = last_port_;
@@ -845,9 +845,18 @@ void Connection::recheck_policy(const RuleSet& rules, const GrantSet& grants, in
     const Verdict verdict = decide_request(rules, &grants, facts);
     if (!verdict.blocked()) return;
     const std::string name = verdict_name(rules, verdict);
+    if (pending) {
+        // Not connected yet: the client gets the block page, as if it had asked a moment later.
+        end_lookup();
+        free_upstream();
+        x_.rules = worker_.rules();
+        reply_blocked(name, verdict_message(rules, verdict),
+                      verdict_until_label(rules, verdict, now_s));
+        return;
+    }
     LOG_INFO("c=%llu %s: closing %s to %s: now blocked by rule \"%s\"",
              static_cast<unsigned long long>(id_), client_addr_.c_str(),
-             state_ == State::Tunneling ? "tunnel" : "connection", std::string(host).c_str(),
+             state_ == State::Tunneling ? "tunnel" : "idle connection", std::string(host).c_str(),
              name.c_str());
     closed_by_rule_ = "now blocked by rule \"" + name + "\"";
     finish(closed_by_rule_.c_str());

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "hallpass/base/log.h"
 #include "hallpass/http/http_responses.h"
@@ -113,6 +114,13 @@ Result<bool> Worker::init(const std::vector<int>& listen_fds, const std::vector<
         if (!stats_timer_ || event_add(stats_timer_.get(), &second) != 0)
             return Error{"cannot start the statistics timer"};
     }
+    {
+        // What connections will be decided under until the first change.
+        const auto& rules = rules_.get();
+        const auto& grants = grants_.get();
+        const int64_t now = now_s();
+        policy_key_ = PolicyKey{rules, rules->schedule_state(now), grants, grants->state(now)};
+    }
     policy_timer_.reset(event_new(
         base_.get(), -1, EV_PERSIST,
         [](evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->on_policy_tick(); },
@@ -168,9 +176,9 @@ void Worker::on_wake() {
 }
 
 int64_t Worker::now_s() const {
-    timeval now{};
-    event_base_gettimeofday_cached(base_.get(), &now);
-    return now.tv_sec;
+    // Not libevent's cached time: that follows a step of the wall clock only every few seconds,
+    // and a schedule's boundary is a wall-clock time. time() is a vDSO read.
+    return static_cast<int64_t>(std::time(nullptr));
 }
 
 void Worker::on_policy_tick() {
@@ -179,9 +187,7 @@ void Worker::on_policy_tick() {
     const int64_t now = now_s();
     PolicyKey key{rules, rules->schedule_state(now), grants, grants->state(now)};
     if (key == policy_key_) return;
-    const bool first = policy_key_.rules == nullptr;
     policy_key_ = std::move(key);
-    if (first) return;
     std::vector<Connection*> all;
     all.reserve(connections_.size());
     for (auto& [raw, owned] : connections_) all.push_back(raw);

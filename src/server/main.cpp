@@ -14,7 +14,9 @@
 #include "hallpass/config/config.h"
 #include "hallpass/proxy/destination_guard.h"
 #include "hallpass/proxy/worker.h"
+#include "hallpass/rules/grants.h"
 #include "hallpass/rules/list_fetch.h"
+#include "hallpass/rules/policy.h"
 #include "hallpass/rules/rule_store.h"
 #include "hallpass/rules/rules_file.h"
 #include "hallpass/rules/rules_loader.h"
@@ -244,13 +246,40 @@ int run_explain(const CliOptions& opts) {
                     refusal->c_str());
         return 0;
     }
+    facts.now_s = static_cast<int64_t>(std::time(nullptr));
+    // The grants the running proxy keeps (its state directory), as it would apply them.
+    GrantStore grants((std::filesystem::path(loaded->server.state_dir) / "grants.json").string());
+    if (auto g = grants.load(facts.now_s); !g) {
+        std::fprintf(stderr, "hallpass: %s (grants not considered)\n",
+                     g.error().to_string().c_str());
+    }
+    const auto grant_set = grants.current();
+    const Verdict verdict = decide_request(*loaded->rules, grant_set.get(), facts);
     Explanation ex = loaded->rules->explain(facts);
-    const char* action = ex.decision.action == Action::Block ? "block" : "allow";
+    const char* action = verdict.blocked() ? "block" : "allow";
     std::printf("decision: %s\n", action);
     std::printf("request: %s -> %s%s\n", ip->to_string().c_str(), authority.host_port().c_str(),
                 url.empty() ? " (CONNECT)" : (" " + url).c_str());
+    const std::string until = verdict_until_label(*loaded->rules, verdict, facts.now_s);
+    if (verdict.grant) {
+        std::printf(
+            "grant: %llu: %s, until %s%s\n", static_cast<unsigned long long>(verdict.grant->id),
+            verdict.grant->describe().c_str(), until.c_str(),
+            verdict.grant->note.empty() ? "" : (" (\"" + verdict.grant->note + "\")").c_str());
+        std::printf("%s by grant %llu until %s (before any rule)\n",
+                    verdict.blocked() ? "blocked" : "allowed",
+                    static_cast<unsigned long long>(verdict.grant->id), until.c_str());
+    }
+    auto print_schedules = [&] {
+        if (!ex.next_change.empty()) std::printf("next change: %s\n", ex.next_change.c_str());
+    };
+    if (verdict.grant) {
+        print_schedules();
+        return 0;
+    }
     if (ex.decision.rule < 0) {
         std::printf("rule: none matched; the default (%s) applied\n", action);
+        print_schedules();
         return 0;
     }
     std::printf("rule: %s (%s)\n", ex.rule_name.c_str(), ex.rule_where.c_str());
@@ -262,6 +291,14 @@ int run_explain(const CliOptions& opts) {
         std::printf("matched: %s: %s (%s)\n", ex.condition.c_str(), ex.entry.c_str(),
                     ex.entry_where.c_str());
     }
+    if (!ex.when.empty()) std::printf("when: %s\n", ex.when.c_str());
+    const std::string& message = loaded->rules->rule_message(ex.decision.rule);
+    if (!message.empty()) std::printf("message: %s\n", message.c_str());
+    if (!ex.until.empty()) {
+        std::printf("%s by %s until %s\n", verdict.blocked() ? "blocked" : "allowed",
+                    ex.rule_name.c_str(), ex.until.c_str());
+    }
+    print_schedules();
     return 0;
 }
 

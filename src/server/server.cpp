@@ -309,15 +309,27 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
             if (ip && ip->hi == 0 && ip->lo == 0)
                 admin_hosts.own_addresses.add(s->shared_->local_addresses);
         }
-        AdminControl control{s->control_.get(), s->cfg_.control_socket, s->cfg_.admin_token};
-        auto admin = AdminServer::start(
-            admin_tcp ? s->cfg_.admin : std::string(), *s->stats_, std::move(admin_hosts),
-            static_cast<size_t>(s->cfg_.admin_max_connections), std::move(control));
+        auto start_admin = [&] {
+            return AdminServer::start(
+                admin_tcp ? s->cfg_.admin : std::string(), *s->stats_, admin_hosts,
+                static_cast<size_t>(s->cfg_.admin_max_connections),
+                AdminControl{s->control_.get(), s->cfg_.control_socket, s->cfg_.admin_token});
+        };
+        auto admin = start_admin();
+        if (!admin && s->cfg_.control_socket == kDefaultControlSocket &&
+            admin.error().message.find("server.control_socket") != std::string::npos) {
+            // The default path (not one the admin chose): run on without the socket.
+            LOG_WARN("%s; running without a control socket", admin.error().message.c_str());
+            s->cfg_.control_socket.clear();
+            admin = admin_tcp ? start_admin() : Result<std::unique_ptr<AdminServer>>(nullptr);
+        }
         if (!admin) {
             close_all();
             return admin.error();
         }
         s->admin_ = std::move(*admin);
+    }
+    if (s->admin_) {
         // A proxied request to the admin port is refused like one to a proxy port: the admin
         // listener is meant for loopback, and the proxy itself connects from loopback.
         if (admin_tcp) {

@@ -1176,6 +1176,28 @@ std::optional<uint16_t> port_from_line(std::string_view line) {
 }
 }  // namespace
 
+FakeClock::FakeClock(const TempDir& dir, const std::string& start) : file_(dir / "faketime.txt") {
+    const char* lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    if (!fs::exists(lib)) throw std::runtime_error(std::string("libfaketime is missing: ") + lib);
+    set(start);
+}
+
+void FakeClock::set(const std::string& when) {
+    // Whole or not at all: the library reads the file at any moment.
+    const fs::path tmp = file_.string() + ".tmp";
+    write_file(tmp, "@" + when + "\n");
+    fs::rename(tmp, file_);
+}
+
+std::vector<std::string> FakeClock::prefix() const {
+    return {"env",
+            "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+            "FAKETIME_TIMESTAMP_FILE=" + file_.string(),
+            "FAKETIME_NO_CACHE=1",
+            "FAKETIME_DONT_FAKE_MONOTONIC=1",
+            "TZ=UTC"};
+}
+
 Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
     int n = hallpass_instances++;
     std::string stem = "hallpass" + std::to_string(n);
@@ -1193,6 +1215,10 @@ Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
     for (std::string line; std::getline(extra, line);)
         if (!trim(line).empty()) yaml += "  " + line + "\n";
     yaml += "  admin: \"" + options.admin + "\"\n";
+    if (options.server_yaml.find("control_socket:") == std::string::npos)
+        yaml += "  control_socket: \"" + options.control_socket + "\"\n";
+    if (options.server_yaml.find("state_dir:") == std::string::npos)
+        yaml += "  state_dir: \"" + (dir / (stem + ".state")).string() + "\"\n";
     if (!options.allow_local.empty())
         yaml += "  allow_local_destinations: " + options.allow_local + "\n";
     if (!options.user.empty()) yaml += "  user: " + options.user + "\n";

@@ -381,6 +381,24 @@ struct HallpassOptions {
     // test says otherwise. An empty string writes no key (the product's default: hallpass, or
     // nobody when that account does not exist).
     std::string user = "root";
+    // server.control_socket: "off" unless a test needs it (instances must not share the default
+    // path). server.state_dir is the temp dir's own unless server_yaml names one.
+    std::string control_socket = "off";
+};
+
+// A wall clock for the real binary that the test moves (libfaketime, preloaded through `env`,
+// which execs): set() writes "@YYYY-MM-DD HH:MM:SS" to a file the library reads on every call,
+// and the program's clock jumps there and runs on. Monotonic time is left alone, so timeouts
+// and timers keep real time. TZ is UTC, so the times written are the times the program sees.
+class FakeClock {
+  public:
+    explicit FakeClock(const TempDir& dir, const std::string& start);
+    void set(const std::string& when);  // "2026-12-07 20:59:57"
+    // For HallpassOptions::command_prefix (or before any command).
+    std::vector<std::string> prefix() const;
+
+  private:
+    std::filesystem::path file_;
 };
 
 // Starts hallpass -c <temp>/hallpass.yaml --listen ... and waits (10 s) for its "listening on"

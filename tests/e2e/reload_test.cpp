@@ -1,7 +1,8 @@
 // SIGHUP reloads: a new block applies to the next request without a restart (also on a
 // keep-alive connection opened before), a broken file or list leaves the old rules in force, a
 // reload of ~600k real list entries under load answers every request, in-flight exchanges and
-// CONNECT tunnels continue untouched, and a SIGHUP during a reload is not lost.
+// CONNECT tunnels to what the new rules allow continue untouched, and a SIGHUP during a reload
+// is not lost.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -31,6 +32,16 @@ rules:
   - name: site-block
     action: block
     hosts: [site.test]
+)";
+
+const char* kBlockA = R"(default: allow
+rules:
+  - name: other-block
+    action: block
+    domains: [other.test]
+  - name: a-block
+    action: block
+    hosts: [a.test]
 )";
 
 HallpassOptions options(const char* rules, std::string server_yaml = {}) {
@@ -127,12 +138,18 @@ TEST_CASE("reload: SIGHUP adds a block that applies to the next request, without
     const pid_t pid = proxy.pid();
     const size_t listening = proxy.log_count("listening on ");
 
-    // A keep-alive connection opened and used before the reload.
+    // Keep-alive connections opened and used before the reload: one last went to the host
+    // the reload blocks, one elsewhere.
     RawClient kept(proxy.port());
-    kept.send(get("site.test", origin.port(), "/before"));
+    kept.send(get("a.test", origin.port(), "/before"));
     auto before = kept.read_final_response();
     REQUIRE(before);
     CHECK(before->status == 200);
+    RawClient kept_site(proxy.port());
+    kept_site.send(get("site.test", origin.port(), "/before"));
+    auto before_site = kept_site.read_final_response();
+    REQUIRE(before_site);
+    CHECK(before_site->status == 200);
     CHECK(status_of(proxy.port(), get("site.test", origin.port())) == 200);
 
     proxy.write_rules(kBlockSite);
@@ -146,6 +163,10 @@ TEST_CASE("reload: SIGHUP adds a block that applies to the next request, without
     REQUIRE(fresh);
     CHECK(fresh->status == 403);
     CHECK(fresh->header("x-hallpass-rule") == "site-block");
+    // The one whose last request is now blocked is closed; the other's next request to that
+    // host is refused.
+    CHECK(kept_site.wait_closed(3s));
+    CHECK(proxy.wait_for_log("closing idle connection to site.test: now blocked by rule"));
     kept.send(get("site.test", origin.port(), "/kept"));
     auto after = kept.read_final_response();
     REQUIRE(after);
@@ -160,7 +181,7 @@ TEST_CASE("reload: SIGHUP adds a block that applies to the next request, without
     CHECK(proxy.log_count("listening on ") == listening);  // not restarted
     std::this_thread::sleep_for(50ms);
     auto seen = origin.requests();
-    REQUIRE(seen.size() == 3);
+    REQUIRE(seen.size() == 4);
     for (const auto& r : seen) CHECK_FALSE(contains(r, "/fresh"));
     for (const auto& r : seen) CHECK_FALSE(contains(r, "/kept"));
 }
@@ -338,7 +359,9 @@ TEST_CASE("reload: ~600k real list entries reload while keep-alive clients are s
     CHECK(proxy.running());
 }
 
-TEST_CASE("reload: an established CONNECT tunnel keeps passing bytes across a reload") {
+TEST_CASE(
+    "reload: an established CONNECT tunnel keeps passing bytes across a reload that does not block "
+    "it") {
     TempDir dir;
     Nginx origin(dir);
     Hallpass proxy(dir,
@@ -359,14 +382,15 @@ TEST_CASE("reload: an established CONNECT tunnel keeps passing bytes across a re
     REQUIRE(first);
     CHECK(first->body == "bytes before the reload");
 
-    // The reload blocks the tunnel's own host.
-    proxy.write_rules(kBlockSite);
+    // The reload blocks another host (one that blocks the tunnel's own closes it:
+    // schedule_test).
+    proxy.write_rules(kBlockA);
     proxy.reload();
     REQUIRE(proxy.wait_for_log("reload ok in ", 10s));
-    auto refused = ask(proxy.port(), connect_request(authority));
+    auto refused = ask(proxy.port(), connect_request("a.test:" + std::to_string(origin.port())));
     REQUIRE(refused);
     CHECK(refused->status == 403);
-    CHECK(refused->header("x-hallpass-rule") == "site-block");
+    CHECK(refused->header("x-hallpass-rule") == "a-block");
 
     tunnel.send(echo("bytes after the reload"));
     auto second = tunnel.read_final_response();

@@ -50,6 +50,10 @@ struct PacConfig {
     bool operator==(const PacConfig&) const = default;
 };
 
+// Where the control socket is unless server.control_socket says otherwise. Unlike a configured
+// path, the default one failing (no /run, another instance holds it) only loses the socket.
+inline constexpr const char* kDefaultControlSocket = "/run/hallpass/control.sock";
+
 struct ServerConfig {
     std::vector<std::string> listen = {"0.0.0.0:12345"};  // ADDR:PORT, [v6]:PORT
     int threads = 0;                                      // worker threads; 0 = number of cores
@@ -126,7 +130,7 @@ struct ServerConfig {
     std::string state_dir = "/var/lib/hallpass";
     // The local control socket `hallpass grant` talks to: root and members of the
     // hallpass-admin group may connect. "" (written "off"): none.
-    std::string control_socket = "/run/hallpass/control.sock";
+    std::string control_socket = kDefaultControlSocket;
     // A file holding the token that lets the admin endpoint take control requests (grants)
     // with "Authorization: Bearer TOKEN"; "" = no control over the admin endpoint.
     std::string admin_token_file;

@@ -122,8 +122,7 @@ class Worker {
     const std::shared_ptr<const RuleSet>& rules() { return rules_.get(); }
     // The grants in force now.
     const std::shared_ptr<const GrantSet>& grants() { return grants_.get(); }
-    // The wall clock (Unix seconds) as of this loop turn: what schedules and grants are
-    // checked at.
+    // The wall clock (Unix seconds): what schedules and grants are checked at.
     int64_t now_s() const;
     // A request ended: hand its record to every sink (worker thread only).
     void record(const Transaction& txn) {
