@@ -174,7 +174,7 @@ std::string make_error_response(int status, std::string_view detail, bool keep_a
 }
 
 std::string make_info_response(std::string_view host, uint16_t port, bool keep_alive,
-                               bool head_only) {
+                               bool head_only, std::string_view extra_html) {
     const std::string proxy = html_escape(host) + ":" + std::to_string(port);
     std::string body =
         "<h1>hallpass</h1>\n"
@@ -196,6 +196,7 @@ std::string make_info_response(std::string_view host, uint16_t port, bool keep_a
         proxy + " https_proxy=http://" + proxy +
         "</code></li>\n"
         "</ul>\n";
+    body += extra_html;
     return make_response(200, html_page("hallpass", body), keep_alive, head_only);
 }
 

@@ -259,6 +259,7 @@ struct Published {
     MinuteRing minutes;
     NamedCounters rules;
     NamedCounters errors;
+    NamedCounters safe_search;
 };
 
 }  // namespace
@@ -314,7 +315,39 @@ void Stats::record(int worker, const Transaction& txn) {
     live.minutes.add((txn.start_unix_ms + elapsed_ms) / 60'000, blocked);
     if (!txn.rule.empty()) live.rules.add(txn.rule);
     if (const char* kind = error_kind(txn)) live.errors.add(kind);
+    if (!txn.safe_search.empty()) live.safe_search.add(txn.safe_search);
+    if (blocked) recent_.add(txn);
     s.dirty = true;
+}
+
+void RecentBlocks::add(const Transaction& txn) {
+    RecentBlock b;
+    b.unix_ms = txn.start_unix_ms;
+    b.client = txn.client;
+    b.host = txn.host.substr(0, kMaxField);
+    b.rule = txn.rule.substr(0, kMaxField);
+    b.message = txn.message.substr(0, kMaxField);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (ring_.size() < kCapacity) {
+        ring_.push_back(std::move(b));
+        return;
+    }
+    ring_[next_] = std::move(b);
+    next_ = (next_ + 1) % kCapacity;
+}
+
+std::vector<RecentBlock> RecentBlocks::newest(size_t n, const IpAddr* client) const {
+    std::vector<RecentBlock> out;
+    std::lock_guard<std::mutex> lock(mutex_);
+    const size_t size = ring_.size();
+    // The newest is just before next_ once the ring is full, else at the end.
+    for (size_t k = 0; k < size && out.size() < n; ++k) {
+        const size_t i = (next_ + size - 1 - k) % size;
+        const RecentBlock& b = ring_[i];
+        if (client && !(b.client == *client)) continue;
+        out.push_back(b);
+    }
+    return out;
 }
 
 void Stats::publish(int worker) {
@@ -397,7 +430,7 @@ StatsSnapshot Stats::snapshot() const {
 
     std::vector<const SpaceSaving*> hosts, blocked_hosts, clients;
     std::vector<std::vector<MinutePoint>> minutes;
-    std::unordered_map<std::string, uint64_t> rules, errors;
+    std::unordered_map<std::string, uint64_t> rules, errors, safe_search;
     const int64_t now_minute = out.now_unix_ms / 60'000;
     for (const auto& p : published) {
         hosts.push_back(&p->hosts);
@@ -406,6 +439,7 @@ StatsSnapshot Stats::snapshot() const {
         minutes.push_back(p->minutes.points(now_minute));
         for (const auto& [name, n] : p->rules.counts()) rules[name] += n;
         for (const auto& [name, n] : p->errors.counts()) errors[name] += n;
+        for (const auto& [name, n] : p->safe_search.counts()) safe_search[name] += n;
     }
     out.top_hosts = to_top(merge_top(hosts, options_.top_n));
     out.top_blocked_hosts = to_top(merge_top(blocked_hosts, options_.top_n));
@@ -413,6 +447,13 @@ StatsSnapshot Stats::snapshot() const {
     out.minutes = merge_minutes(minutes, now_minute);
     out.rule_hits = sorted_counts(rules);
     out.errors = sorted_counts(errors);
+    out.safe_search = sorted_counts(safe_search);
+    out.recent_blocks = recent_.newest(100);
+    for (RecentBlock& b : out.recent_blocks) b.group = groups_of(b.client);
+    for (const TopEntry& c : out.top_clients) {
+        auto ip = IpAddr::parse(c.key);
+        out.top_client_groups.push_back(ip ? groups_of(*ip) : std::string());
+    }
     return out;
 }
 
@@ -576,6 +617,11 @@ std::string render_prometheus(const StatsSnapshot& s) {
         }
     }
 
+    m.family("hallpass_safe_search_total", "counter",
+             "Requests and tunnels re-targeted to a search provider's safe-search addresses, by "
+             "enforcement name.");
+    for (const auto& [name, n] : s.safe_search)
+        m.sample("hallpass_safe_search_total", "target", name, number(n));
     m.family("hallpass_rule_hits_total", "counter",
              "Requests decided, by rule (\"default\": no rule matched).");
     for (const auto& [rule, n] : s.rule_hits)
@@ -706,7 +752,32 @@ std::string render_stats_json(const StatsSnapshot& s) {
     json_top(out, "top_blocked_hosts", s.top_blocked_hosts);
     out += ',';
     json_top(out, "top_clients", s.top_clients);
-    out += ",\"minutes\":[";
+    out += ",\"client_groups\":{";
+    for (size_t i = 0; i < s.top_clients.size() && i < s.top_client_groups.size(); ++i) {
+        if (i) out += ',';
+        json_string(out, s.top_clients[i].key);
+        out += ':';
+        json_string(out, s.top_client_groups[i]);
+    }
+    out += "},";
+    json_counts(out, "safe_search", s.safe_search);
+    out += ",\"recent_blocks\":[";
+    for (size_t i = 0; i < s.recent_blocks.size(); ++i) {
+        const RecentBlock& b = s.recent_blocks[i];
+        if (i) out += ',';
+        out += "{\"unix_ms\":" + number(b.unix_ms) + ",\"client\":";
+        json_string(out, b.client.to_string());
+        out += ",\"group\":";
+        json_string(out, b.group);
+        out += ",\"host\":";
+        json_string(out, b.host);
+        out += ",\"rule\":";
+        json_string(out, b.rule);
+        out += ",\"message\":";
+        json_string(out, b.message);
+        out += '}';
+    }
+    out += "],\"minutes\":[";
     for (size_t i = 0; i < s.minutes.size(); ++i) {
         if (i) out += ',';
         out += "[" + number(s.minutes[i].minute) + "," + number(s.minutes[i].requests) + "," +

@@ -22,6 +22,8 @@
 #include "hallpass/http/http_responses.h"
 #include "hallpass/http/http_rewrite.h"
 #include "hallpass/http/pac.h"
+#include "hallpass/observe/device_page.h"
+#include "hallpass/observe/stats.h"
 #include "hallpass/proxy/dns.h"
 #include "hallpass/proxy/upstream_pool.h"
 #include "hallpass/proxy/worker.h"
@@ -751,7 +753,14 @@ void Connection::answer_self(const Authority& self, uint16_t port, std::string_v
     x_.client_keep_alive = keep_alive;
     x_.txn.status = 200;
     std::string shown = self.kind == HostKind::Ipv6 ? "[" + self.host + "]" : self.host;
-    reply(make_info_response(shown, port, keep_alive, is_head), keep_alive);
+    // This device's own recent blocks: a refused HTTPS site shows only as the browser's
+    // connection error, and this is where the person at the device can see why.
+    std::string device;
+    if (const Stats* stats = worker_.shared().stats) {
+        device = device_section_html(client_ip_, worker_.rules()->groups_of(client_ip_),
+                                     stats->recent_blocks(kDeviceRecentBlocks, &client_ip_));
+    }
+    reply(make_info_response(shown, port, keep_alive, is_head, device), keep_alive);
 }
 
 bool Connection::check_policy() {

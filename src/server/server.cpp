@@ -210,6 +210,8 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg, std::shared_ptr
     s->stats_ = std::make_unique<Stats>(std::move(stats_options));
     s->shared_->sinks.push_back(s->stats_.get());
     s->shared_->stats = s->stats_.get();
+    s->stats_->set_groups_source(
+        [self = s.get()](const IpAddr& ip) { return self->rules_->current()->groups_of(ip); });
     // The lists of the rules in force, and for lists by URL their copies and last fetches.
     Server* self = s.get();
     s->stats_->set_lists_source([self] {

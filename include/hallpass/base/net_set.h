@@ -30,6 +30,7 @@ struct IpAddr {
     static std::optional<IpAddr> parse(std::string_view text);  // no brackets, no zone
     static std::optional<IpAddr> from_sockaddr(const sockaddr* sa);
     std::string to_string() const;
+    bool operator==(const IpAddr&) const = default;
 };
 
 class NetSet {

@@ -20,9 +20,10 @@ std::string_view reason_phrase(int status);
 
 // 200 page for a request addressed to hallpass itself (GET / on its address): what hallpass is
 // and how to use it as a proxy, quoting the address it was reached on (host: a canonical host
-// name or IP literal, bracketed when IPv6).
+// name or IP literal, bracketed when IPv6). `extra_html` (already escaped) follows: the part
+// about the device that asked.
 std::string make_info_response(std::string_view host, uint16_t port, bool keep_alive,
-                               bool head_only);
+                               bool head_only, std::string_view extra_html = {});
 
 // 200 with a proxy auto-config script (pac.h), as application/x-ns-proxy-autoconfig.
 std::string make_pac_response(std::string_view script, bool keep_alive, bool head_only);

@@ -108,6 +108,32 @@ struct TopEntry {
     uint64_t error = 0;
 };
 
+// One blocked request, as the info page and the dashboard list them.
+struct RecentBlock {
+    int64_t unix_ms = 0;
+    IpAddr client;
+    std::string group;  // the client's groups when snapshot() ran ("kids"), "" when none
+    std::string host;
+    std::string rule;
+    std::string message;
+};
+
+// The last kCapacity blocked requests of every client, newest last: a mutex-guarded ring (a
+// block is rare next to a request; the lock is held for one copy).
+class RecentBlocks {
+  public:
+    static constexpr size_t kCapacity = 1000;
+    static constexpr size_t kMaxField = 255;  // longer host, rule and message texts are cut
+    void add(const Transaction& txn);
+    // The newest `n` (of `client` only, when given), newest first.
+    std::vector<RecentBlock> newest(size_t n, const IpAddr* client = nullptr) const;
+
+  private:
+    mutable std::mutex mutex_;
+    std::vector<RecentBlock> ring_;
+    size_t next_ = 0;
+};
+
 // Everything summed over the workers at one moment: what /metrics and /stats.json render.
 struct StatsSnapshot {
     std::string version;
@@ -160,6 +186,11 @@ struct StatsSnapshot {
     std::vector<TopEntry> top_blocked_hosts;
     std::vector<TopEntry> top_clients;
     std::vector<MinutePoint> minutes;  // non-empty minutes of the last 24 h, oldest first
+    // Safe search: requests and tunnels re-targeted, by enforcement name.
+    std::vector<std::pair<std::string, uint64_t>> safe_search;
+    std::vector<RecentBlock> recent_blocks;  // the newest 100, newest first
+    // The groups of each address in top_clients ("" when none), in the same order.
+    std::vector<std::string> top_client_groups;
 };
 
 // The bounded error kind of a request that did not complete cleanly (metric label and JSON
@@ -210,6 +241,19 @@ class Stats : public TransactionSink {
     void set_lists_source(std::function<std::vector<StatsSnapshot::List>()> source) {
         lists_source_ = std::move(source);
     }
+    // The groups an address is in, by the rules in force ("kids", "" when none). Set before the
+    // admin endpoint starts; called on any thread.
+    void set_groups_source(std::function<std::string(const IpAddr&)> source) {
+        groups_source_ = std::move(source);
+    }
+    std::string groups_of(const IpAddr& ip) const {
+        return groups_source_ ? groups_source_(ip) : std::string();
+    }
+
+    // Any thread: the newest blocked requests (of `client` only, when given), newest first.
+    std::vector<RecentBlock> recent_blocks(size_t n, const IpAddr* client = nullptr) const {
+        return recent_.newest(n, client);
+    }
 
     // Any thread: the sum over the workers now.
     StatsSnapshot snapshot() const;
@@ -228,6 +272,8 @@ class Stats : public TransactionSink {
     bool last_reload_ok_ = false;
     std::string last_reload_message_;
     std::function<std::vector<StatsSnapshot::List>()> lists_source_;
+    std::function<std::string(const IpAddr&)> groups_source_;
+    RecentBlocks recent_;
 };
 
 // Rendering, pure: the Prometheus text exposition format 0.0.4 and the JSON of /stats.json.
