@@ -811,10 +811,10 @@ void Connection::reply_blocked(const std::string& rule, std::string message, std
                    .url = shown_url,
                    .message = message,
                    .until = until};
-    reply(make_block_response(x_.rules->block_page_template(), page, keep_alive,
-                              x_.req.method == "HEAD"),
-          keep_alive);
-    x_.txn.message = std::move(message);
+    std::string response = make_block_response(x_.rules->block_page_template(), page, keep_alive,
+                                               x_.req.method == "HEAD");
+    x_.txn.message = std::move(message);  // before reply(), which hands the record on
+    reply(response, keep_alive);
 }
 
 void Connection::remember_request() {
