@@ -88,7 +88,7 @@ class LandingServers {
         char buf[4096];
         for (;;) {
             pollfd p{c, POLLIN, 0};
-            if (::poll(&p, 1, got.empty() ? 3000 : 200) <= 0) break;
+            if (::poll(&p, 1, got.empty() ? 10'000 : 200) <= 0) break;
             ssize_t n = ::recv(c, buf, sizeof buf, 0);
             if (n <= 0) break;
             got.append(buf, static_cast<size_t>(n));
@@ -237,4 +237,81 @@ TEST_CASE("safe_search: the access log and the statistics record the rewrite") {
     auto json = run({"curl", "-sS",
                      "http://127.0.0.1:" + std::to_string(s.proxy->admin_port()) + "/stats.json"});
     CHECK(contains(json.out, "\"safe_search\":[{\"name\":"));
+}
+
+// The sentence a parent writes: "kids: no social media on school nights after 21:00, safe search
+// always, YouTube restricted, and 30 more minutes of YouTube tonight", as one rules.yaml and one
+// grant command, every part checked on the running proxy.
+TEST_CASE("safe_search: the family evening, end to end") {
+    TempDir dir;
+    LandingServers servers{{"127.0.0.2", "127.0.0.3", "127.0.0.4"}};
+    FakeClock clock(dir, "2026-12-07 20:50:00");  // a Monday
+    HallpassOptions o;
+    o.rules_yaml = R"(groups:
+  kids: [127.0.0.1]
+schedules:
+  school-nights:
+    windows:
+      - { days: [sun, mon, tue, wed, thu], from: "21:00", to: "07:00" }
+    time_zone: UTC
+rules:
+  - name: no-social-on-school-nights
+    action: block
+    clients: kids
+    when: school-nights
+    domains: [tiktok.com, instagram.com, youtube.com]
+    message: "No social media on school nights."
+safe_search:
+  - { clients: kids, google: on, youtube: strict }
+)";
+    o.hosts = {"localhost"};
+    o.extra_hosts =
+        "127.0.0.2 www.google.com www.youtube.com www.tiktok.com\n"
+        "127.0.0.3 forcesafesearch.google.com\n"
+        "127.0.0.4 restrict.youtube.com\n";
+    o.command_prefix = clock.prefix();
+    o.control_socket = (dir / "control.sock").string();
+    o.server_yaml = "connect_ports: [" + std::to_string(servers.port()) +
+                    "]\nstate_dir: " + (dir / "state").string();
+    Hallpass proxy(dir, o);
+    auto landed = [&](const std::string& host) -> std::string {
+        RawClient c(proxy.port());
+        const std::string a = host + ":" + std::to_string(servers.port());
+        c.send("CONNECT " + a + " HTTP/1.1\r\nHost: " + a + "\r\n\r\n");
+        auto r = c.read_response(5s, true);
+        if (!r || r->status != 200) return "status " + std::to_string(r ? r->status : 0);
+        c.send(client_hello(host));
+        std::string back = c.read_until_close();
+        return back.substr(0, back.find('\n'));
+    };
+    // Before 21:00: social media open, YouTube restricted, Google safe.
+    CHECK(landed("www.tiktok.com") == "landed 127.0.0.2");
+    CHECK(landed("www.youtube.com") == "landed 127.0.0.4");
+    CHECK(landed("www.google.com") == "landed 127.0.0.3");
+    clock.set("2026-12-07 21:05:00");
+    CHECK(landed("www.tiktok.com") == "status 403");
+    CHECK(landed("www.youtube.com") == "status 403");
+    CHECK(landed("www.google.com") == "landed 127.0.0.3");  // safe search always
+
+    // "30 more minutes of YouTube tonight."
+    std::vector<std::string> argv = clock.prefix();
+    argv.insert(argv.end(), {hallpass_bin(), "grant", "--clients", "kids", "--domains",
+                             "youtube.com", "--for", "30m", "-c", proxy.config_path().string()});
+    auto g = run(argv);
+    INFO(g.out, g.err);
+    REQUIRE(g.exit_code == 0);
+    CHECK(contains(g.out, "until 21:35"));
+    CHECK(landed("www.youtube.com") == "landed 127.0.0.4");  // allowed, and still restricted
+    CHECK(landed("www.tiktok.com") == "status 403");
+    RawClient watching(proxy.port());
+    const std::string a = "www.youtube.com:" + std::to_string(servers.port());
+    watching.send("CONNECT " + a + " HTTP/1.1\r\nHost: " + a + "\r\n\r\n");
+    auto established = watching.read_response(5s, true);
+    REQUIRE(established);
+    REQUIRE(established->status == 200);
+    clock.set("2026-12-07 21:36:00");
+    CHECK(landed("www.youtube.com") == "status 403");
+    CHECK(watching.wait_closed(3s));  // the landing server waits; the proxy closed it
+    CHECK(proxy.wait_for_log(
+        "closing tunnel to www.youtube.com: now blocked by rule \"no-social-on-school-nights\""));
 }
