@@ -397,6 +397,83 @@ TEST_CASE("admin: headless Chromium renders the dashboard with the top hosts and
     CHECK(png.size() > 20'000);  // a drawn page, not a blank one
 }
 
+TEST_CASE("admin: the dashboard's recent-blocks feed, device views, group names and plain labels") {
+    REQUIRE_MESSAGE(fs::exists(kChromium), "chromium is not installed (scripts/test installs it)");
+    TempDir dir;
+    Nginx origin(dir);
+    origin.put("1k", std::string(1024, 'x'));
+    HallpassOptions o = admin_options(origin.port());
+    o.rules_yaml = R"(groups:
+  kids: [127.0.0.1]
+rules:
+  - name: no-ads
+    action: block
+    domains: [ads.test]
+    message: "Adverts are blocked at home."
+  - name: kids-no-other
+    action: block
+    clients: kids
+    hosts: [other.test]
+    message: "Ask a parent first."
+)";
+    Hallpass proxy(dir, o);
+    CHECK(proxied_status(proxy.port(), origin.url("/1k", "site.test")) == 200);
+    CHECK(proxied_status(proxy.port(), origin.url("/", "other.test")) == 403);
+    CHECK(proxied_status(proxy.port(), origin.url("/", "ads.test")) == 403);
+    auto grown_up = curl(proxy.port(), {"--interface", "127.0.0.2", "-o", "/dev/null", "-w",
+                                        "%{http_code}", origin.url("/", "ads.test")});
+    CHECK(grown_up.out == "403");
+    // A site that cannot be reached: an error the dashboard names in plain words.
+    CHECK(proxied_status(proxy.port(), "http://site.test:" + std::to_string(free_port()) + "/") ==
+          502);
+    REQUIRE(wait_until(
+        [&] {
+            const std::string j = admin_get(proxy.admin_port(), "/stats.json");
+            return contains(j, "\"bad_gateway\"") && count_of(j, "\"rule\":\"no-ads\"") >= 2;
+        },
+        5s));
+    const std::string url = "http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/";
+
+    auto dom = chromium(dir, {"--dump-dom"}, url);
+    INFO("dom: " << dom.out);
+    REQUIRE(dom.exit_code == 0);
+    const std::string feed = between(dom.out, "<tbody id=\"recent-blocks\">", "</tbody>");
+    CHECK(count_of(feed, "<tr>") == 3);
+    CHECK(contains(feed,
+                   "<td class=\"pick\">kids: 127.0.0.1</td><td>other.test</td>"
+                   "<td>kids-no-other</td><td>Ask a parent first.</td>"));
+    CHECK(contains(feed,
+                   "<td class=\"pick\">127.0.0.2</td><td>ads.test</td><td>no-ads</td>"
+                   "<td>Adverts are blocked at home.</td>"));
+    const std::string devices = between(dom.out, "<ol class=\"bars\" id=\"top-clients\">", "</ol>");
+    CHECK(contains(devices, ">kids: 127.0.0.1</span>"));
+    CHECK(contains(devices, ">127.0.0.2</span>"));
+    const std::string problems = between(dom.out, "<ol class=\"bars\" id=\"errors\">", "</ol>");
+    CHECK(contains(problems, ">sites that could not be reached</span>"));
+    // Plain labels only: none of the machine words of /stats.json.
+    const std::string page = between(dom.out, "<main>", "</main>");
+    for (const char* word : {"bad_gateway", "local answers", "tunnels done", "upstream conns"}) {
+        CAPTURE(word);
+        CHECK_FALSE(contains(page, word));
+    }
+    // One device's view: only its blocks.
+    auto one = chromium(dir, {"--dump-dom"}, url + "#device=127.0.0.2");
+    const std::string its = between(one.out, "<tbody id=\"recent-blocks\">", "</tbody>");
+    CHECK(count_of(its, "<tr>") == 1);
+    CHECK(contains(its, "<td>ads.test</td>"));
+    CHECK(contains(one.out, "<span id=\"device-shown\">127.0.0.2</span>"));
+
+    fs::path shot = artifacts_dir() / "admin_dashboard_family.png";
+    fs::remove(shot);
+    auto r = chromium(
+        dir, {"--screenshot=" + shot.string(), "--window-size=1280,1400", "--hide-scrollbars"},
+        url);
+    CHECK(r.exit_code == 0);
+    std::string png = read_file(shot);
+    CHECK(png.substr(0, 8) == "\x89PNG\r\n\x1a\n");
+    CHECK(png.size() > 20'000);
+}
+
 TEST_CASE("admin: only its own address, localhost and admin_hosts may be the Host (no rebinding)") {
     TempDir dir;
     Nginx origin(dir);

@@ -109,7 +109,10 @@ struct BlockedSite {
     static HallpassOptions options(const Nginx& origin) {
         HallpassOptions o;
         o.server_yaml = "connect_ports: [443, " + std::to_string(origin.tls_port()) + "]";
-        o.rules_yaml = "rules:\n  - {name: no-site, action: block, domains: [site.test]}\n";
+        o.rules_yaml =
+            "groups:\n  kids: [127.0.0.1]\n"
+            "rules:\n  - {name: no-site, action: block, domains: [site.test],\n"
+            "     message: \"This game site is not for school days. Ask Mum or Dad.\"}\n";
         return o;
     }
 };
@@ -202,9 +205,10 @@ TEST_CASE("browser: Chromium given only the PAC URL browses through hallpass") {
                       "hallpass did not see " << file);
 }
 
-// What a blocked site looks like over plain HTTP: hallpass's block page, naming the rule (its
-// screenshot is left in the artifacts directory). (Over HTTPS the browser shows its own error
-// page: hallpass refuses the tunnel without decrypting anything.)
+// What a blocked site looks like over plain HTTP: hallpass's block page, with the rule's
+// message, naming the rule and the device (its screenshot is left in the artifacts directory).
+// (Over HTTPS the browser shows its own error page: hallpass refuses the tunnel without decrypting
+// anything.)
 TEST_CASE("browser: a blocked page in Chromium is hallpass's block page naming the rule") {
     REQUIRE_MESSAGE(fs::exists(kChromium), "chromium is not installed (scripts/test installs it)");
     BlockedSite site;
@@ -214,6 +218,9 @@ TEST_CASE("browser: a blocked page in Chromium is hallpass's block page naming t
     const std::string url = origin.url("/b/index.html", "site.test");
     auto dom = chromium(dir, proxy.port(), {"--dump-dom"}, url);
     CHECK_MESSAGE(contains(dom.out, "no-site"), "no block page naming the rule: " << dom.out);
+    // Rendered for the person blocked: the rule's message and the device with its group.
+    CHECK(contains(dom.out, "This game site is not for school days. Ask Mum or Dad."));
+    CHECK(contains(dom.out, "kids: 127.0.0.1"));
     CHECK_FALSE(contains(dom.out, "hallpass browser test"));
     CHECK(origin.accesses().empty());
     fs::path shot = artifacts_dir() / "blocked_http.png";
