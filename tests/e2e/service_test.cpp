@@ -222,11 +222,14 @@ TEST_CASE("service: the man pages render without warnings and document every key
     const std::string loader =
         read_file(source_root() / "src" / "rules" / "rules_loader.cpp") + config;
     for (std::string_view array :
-         {"kRuleKeys[] = {", "kListKeys[] = {", "kTopLevelKeys[] = {", "kKeys[] = {"}) {
+         {"kRuleKeys[] = {", "kListKeys[] = {", "kTopLevelKeys[] = {", "kKeys[] = {",
+          "kScheduleKeys[] = {", "kWindowKeys[] = {", "kSafeSearchKeys[] = {"}) {
         for (const std::string& key : quoted_after(loader, array, "}")) keys.insert(key);
     }
     CHECK(keys.count("direct_domains") == 1);
     CHECK(keys.count("dest_nets") == 1);
+    CHECK(keys.count("except_dates") == 1);
+    CHECK(keys.count("duckduckgo") == 1);
     for (const std::string& key : keys) {
         CHECK_MESSAGE(contains(page, "*" + key + "*"), "hallpass.yaml(5) lacks " << key);
     }
