@@ -825,7 +825,12 @@ void Connection::remember_request() {
     last_host_ = x_.target.host;
     last_kind_ = x_.target.kind;
     last_port_ = x_.target.port;
-    last_url_ = x_.rules->needs_url() && !x_.is_connect ? rules_url() : std::string();
+    // The URL only when rules look at URLs, and not a long one: an idle connection keeps it.
+    last_url_.clear();
+    if (x_.rules->needs_url() && !x_.is_connect) {
+        std::string url = rules_url();
+        if (url.size() <= kMaxKeptUrl) last_url_ = std::move(url);
+    }
 }
 
 void Connection::recheck_policy(const RuleSet& rules, const GrantSet& grants, int64_t now_s) {

@@ -226,7 +226,8 @@ class Connection final : public Relay::Owner, public Pump::Owner, private ResetW
     std::string last_host_;
     HostKind last_kind_ = HostKind::Name;
     uint16_t last_port_ = 0;
-    std::string last_url_;        // only when the rules look at URLs
+    std::string last_url_;  // only when the rules look at URLs, and at most kMaxKeptUrl bytes
+    static constexpr size_t kMaxKeptUrl = 512;
     std::string closed_by_rule_;  // finish()'s reason when recheck_policy() closed it
 
     // Accounting for the access log and statistics, over the connection's life.
