@@ -1190,12 +1190,18 @@ void FakeClock::set(const std::string& when) {
 }
 
 std::vector<std::string> FakeClock::prefix() const {
+    const char* inherited = std::getenv("ASAN_OPTIONS");
+    const std::string asan_options =
+        std::string(inherited && *inherited ? std::string(inherited) + ":" : "") +
+        "verify_asan_link_order=0";
     return {"env",
             "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
             "FAKETIME_TIMESTAMP_FILE=" + file_.string(),
             "FAKETIME_NO_CACHE=1",
             "FAKETIME_DONT_FAKE_MONOTONIC=1",
-            "TZ=UTC"};
+            "TZ=UTC",
+            // Under ASan the preloaded library comes before ASan's runtime: allowed, not fatal.
+            "ASAN_OPTIONS=" + asan_options};
 }
 
 Hallpass::Hallpass(const TempDir& dir, HallpassOptions options) {
